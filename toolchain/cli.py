@@ -1,0 +1,99 @@
+"""The `snnc` command line: compile, inspect, run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from toolchain.errors import SnncError
+
+
+def _threads(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _parser() -> argparse.ArgumentParser:
+    from toolchain.driver import TARGETS
+    from toolchain.frontend.onnx_import import MAXPOOL_MODES
+    from toolchain.neurons import model_names
+
+    parser = argparse.ArgumentParser(prog="snnc", description="Compile trained ANNs (ONNX) into spiking neural networks.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", default="digits", help="built-in dataset (digits, mnist5k, fashion) or a .npz with x and y (default: digits)")
+    common.add_argument("--timesteps", default="1,2,4,8,16,32,64", help="time steps T to report, comma separated (default: 1,2,4,8,16,32,64)")
+    common.add_argument("--samples", type=int, default=None, help="evaluate only the first N test samples")
+    common.add_argument("--threads", type=_threads, default=min(2, os.cpu_count() or 1), help="CPU threads for torch and onnxruntime (default: 2)")
+    common.add_argument("--batch-size", type=int, default=None, help="samples per simulation batch (default: chosen to bound memory)")
+    common.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    comp = commands.add_parser("compile", parents=[common], help="convert an ONNX model to an SNN, run it on the targets, report")
+    comp.add_argument("model", help="the trained ANN as .onnx")
+    comp.add_argument("--neuron", default="if", choices=model_names(), help="spiking neuron model (default: if)")
+    comp.add_argument("--target", default="reference", help=f"comma-separated targets from {', '.join(TARGETS)} (default: reference)")
+    comp.add_argument("-o", "--output", default="out", help="output folder (default: out); replaced only when the compile succeeds")
+    comp.add_argument("--percentile", type=float, default=99.9, help="percentile of ReLU activations used as threshold (default: 99.9)")
+    comp.add_argument("--per-channel", action="store_true", help="calibrate ReLU thresholds per channel instead of per layer")
+    comp.add_argument("--calibration-samples", type=int, default=1000, help="training samples used to calibrate ReLU thresholds (default: 1000)")
+    comp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling: error (default) or avg (replace by average pooling)")
+
+    insp = commands.add_parser("inspect", help="list an ONNX model's nodes, shapes and snnc support")
+    insp.add_argument("model", help="the ONNX model")
+    insp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling to assume")
+    insp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    run = commands.add_parser("run", parents=[common], help="run a model.nir on the reference runtime")
+    run.add_argument("nir_file", help="a NIR file written by snnc compile (or another NIR exporter)")
+    run.add_argument("-o", "--output", default=None, help="write report.json into this folder")
+    return parser
+
+
+def _compile(args) -> None:
+    from toolchain.driver import CompileOptions, compile_model, parse_targets, parse_timesteps
+
+    if args.percentile <= 0 or args.percentile > 100:
+        raise SnncError(f"--percentile must be in (0, 100] (got {args.percentile})")
+    options = CompileOptions(
+        neuron=args.neuron, targets=parse_targets(args.target), timesteps=parse_timesteps(args.timesteps),
+        data=args.data, percentile=args.percentile, per_channel=args.per_channel,
+        calibration_samples=args.calibration_samples, samples=args.samples, maxpool=args.maxpool,
+        threads=args.threads, batch_size=args.batch_size,
+    )
+    compile_model(args.model, args.output, options)
+
+
+def _inspect(args) -> None:
+    from toolchain.inspect import inspect_model
+
+    print(inspect_model(args.model, args.maxpool))
+
+
+def _run(args) -> None:
+    from toolchain.driver import parse_timesteps, run_nir
+
+    run_nir(args.nir_file, args.data, parse_timesteps(args.timesteps), args.output, args.samples, args.threads, args.batch_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"compile": _compile, "inspect": _inspect, "run": _run}[args.command](args)
+    except SnncError as err:
+        if args.debug:
+            raise
+        print(f"snnc: error: {err}", file=sys.stderr)
+        return SnncError.exit_code
+    except KeyboardInterrupt:
+        print("snnc: interrupted; no output was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

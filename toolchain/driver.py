@@ -1,0 +1,147 @@
+"""The commands' work: compile (ONNX → NIR → targets → report) and run (NIR → reference → report)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nir
+import numpy as np
+
+from targets.reference import ReferenceRuntime
+from toolchain.data import fit_to_input, load_dataset
+from toolchain.errors import SnncError
+from toolchain.frontend import import_onnx, load_onnx
+from toolchain.nir_conventions import differences, read_graph
+from toolchain.onnx_runtime import predict
+from toolchain.outdir import staged_output
+from toolchain.passes import calibrate_thresholds, canonicalise, lower_to_nir
+from toolchain.report import layer_table, markdown, target_entry, terminal, versions
+
+TARGETS = ("reference", "nir")
+
+
+@dataclass
+class CompileOptions:
+    neuron: str = "if"
+    targets: tuple[str, ...] = ("reference",)
+    timesteps: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    data: str = "digits"
+    percentile: float = 99.9
+    per_channel: bool = False
+    calibration_samples: int = 1000
+    samples: int | None = None
+    maxpool: str = "error"
+    threads: int = 2
+    batch_size: int | None = None
+    neuron_options: dict = field(default_factory=dict)
+
+
+def parse_timesteps(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        values = ()
+    if not values or values[0] < 1:
+        raise SnncError(f"--timesteps takes positive integers separated by commas, e.g. 1,2,4,8 (got '{text}')")
+    return values
+
+
+def parse_targets(text: str) -> tuple[str, ...]:
+    targets = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown or not targets:
+        raise SnncError(f"unknown target '{','.join(unknown) or text}': choose from {', '.join(TARGETS)}")
+    return targets
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _test_split(data: str, input_shape, samples: int | None):
+    dataset = load_dataset(data)
+    x = fit_to_input(dataset.x_test, input_shape, data)
+    y = dataset.y_test
+    if samples:
+        x, y = x[:samples], y[:samples]
+    if not len(x):
+        raise SnncError(f"dataset '{data}' has no test samples")
+    return dataset, x, y
+
+
+def _write_reports(folder: Path, report: dict) -> None:
+    (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    (folder / "report.md").write_text(markdown(report))
+
+
+def _simulate(snn: nir.NIRGraph, x, y, ann_predictions, options: CompileOptions) -> dict:
+    runtime = ReferenceRuntime(snn, threads=options.threads)
+    result = runtime.run(x, max(options.timesteps), batch_size=options.batch_size)
+    return target_entry(result, y, list(options.timesteps), ann_predictions)
+
+
+def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=print) -> dict:
+    """Compile an ONNX model into OUTDIR (model.nir, report.json, report.md); return the report."""
+    path = Path(model_path)
+    model = load_onnx(path)
+    graph = canonicalise(import_onnx(path, options.maxpool, model=model))
+    dataset, x, y = _test_split(options.data, graph.input_shape, options.samples)
+    calibration = fit_to_input(dataset.x_train[: options.calibration_samples], graph.input_shape, options.data)
+    graph = calibrate_thresholds(graph, model, calibration, options.percentile, options.per_channel, options.threads)
+    snn = lower_to_nir(graph, options.neuron, options.neuron_options)
+
+    report = {
+        "neuron": options.neuron,
+        "timesteps": list(options.timesteps),
+        "model": {"path": str(model_path), "sha256": _sha256(path), "input_shape": list(graph.input_shape)},
+        "data": {"name": options.data, "test_samples": int(len(x)), "calibration_samples": int(len(calibration))},
+        "options": {k: v for k, v in asdict(options).items() if k not in ("threads", "batch_size")},
+        "versions": versions(),
+        "notes": list(graph.notes),
+    }
+    with staged_output(outdir) as folder:
+        nir.write(str(folder / "model.nir"), snn)
+        written = read_graph(folder / "model.nir")
+        mismatch = differences(snn, written)
+        if mismatch:
+            raise AssertionError(f"model.nir does not read back as the compiled network: {mismatch[:5]}")
+        ann_predictions = predict(model, x, options.threads)
+        report["ann"] = {"accuracy": float((ann_predictions == y).mean())}
+        report["layers"] = layer_table(written)
+        report["targets"] = {}
+        if "reference" in options.targets:
+            report["targets"]["reference"] = _simulate(written, x, y, ann_predictions, options)
+        if "nir" in options.targets:
+            report["nir"] = {"file": "model.nir", "nodes": len(written.nodes), "read_back_identical": True}
+        _write_reports(folder, report)
+    echo(terminal(report))
+    echo(f"wrote {outdir}/model.nir, {outdir}/report.json, {outdir}/report.md")
+    return report
+
+
+def run_nir(nir_path: str, data: str, timesteps: tuple[int, ...], outdir: str | None, samples: int | None,
+            threads: int, batch_size: int | None = None, echo=print) -> dict:
+    """Run a NIR file on the reference runtime and report accuracy and spikes (no ANN is known here)."""
+    snn = read_graph(nir_path)
+    runtime = ReferenceRuntime(snn, threads=threads)
+    dataset, x, y = _test_split(data, runtime.input_shape, samples)
+    result = runtime.run(x, max(timesteps), batch_size=batch_size)
+    entry = target_entry(result, y, list(timesteps), np.full(len(y), -1))
+    entry.pop("agreement_with_ann")
+    meta = snn.metadata.get("snnc", {}) if isinstance(snn.metadata, dict) else {}
+    report = {
+        "neuron": str(meta.get("neuron", "nir")), "timesteps": list(timesteps),
+        "model": {"path": str(nir_path), "sha256": _sha256(Path(nir_path)), "input_shape": list(runtime.input_shape)},
+        "data": {"name": data, "test_samples": int(len(x)), "calibration_samples": 0},
+        "versions": versions(), "notes": [], "layers": layer_table(snn), "targets": {"reference": entry},
+    }
+    echo("\n".join(f"T={t}: accuracy {100 * entry['accuracy'][str(t)]:.2f} %" for t in timesteps))
+    echo(f"{entry['spikes_per_inference']:.1f} spikes per inference over {max(timesteps)} steps")
+    if outdir:
+        with staged_output(outdir) as folder:
+            (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        echo(f"wrote {outdir}/report.json")
+    return report

@@ -1,0 +1,15 @@
+"""The one error type users see.
+
+Every problem a user can fix (a wrong path, an unsupported op, a malformed file, bad data) is raised as
+`SnncError` with a one-line message that names the file or node and says what to do. The CLI prints the
+message, exits with code 2 and writes no output; any other exception is a bug in snnc.
+"""
+
+
+class SnncError(Exception):
+    """A user-facing error: one line, naming the file or node and the fix."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(message.split()))

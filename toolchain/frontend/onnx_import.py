@@ -1,0 +1,479 @@
+"""ONNX nodes to ANN-graph nodes, one converter per ONNX op type.
+
+Each converter turns one ONNX node into one graph node (or a constant, or an alias of its input). Elementwise
+ops with scalar constants become `ScalarOp`s that the `recognise_activations` pass later reads as ReLU, clip
+or QCFS; per-channel constants become `ChannelAffine`s that `fold_channel_affine` folds into convolutions.
+`SUPPORTED_OPS` is the op-support table that `snnc inspect` and docs/op-support.md are made from.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import nir
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from toolchain.errors import SnncError
+from toolchain.frontend.onnx_load import load_onnx
+from toolchain.graph import (
+    Activation,
+    Add,
+    AnnGraph,
+    ChannelAffine,
+    Concat,
+    GraphError,
+    Identity,
+    Node,
+    ScalarOp,
+    infer_shape,
+    verify,
+)
+
+MAXPOOL_MODES = ("error", "avg")
+
+
+class _Unsupported(Exception):
+    """Raised by a converter for an ONNX node it cannot take; becomes one SnncError naming the node."""
+
+
+class Importer:
+    """Walks the ONNX graph in order, keeping constants, per-sample shapes and the nodes built so far."""
+
+    def __init__(self, model: onnx.ModelProto, source: str, maxpool: str):
+        self.source = source
+        self.maxpool = maxpool
+        self.notes: list[str] = []
+        self.consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        data_inputs = [i for i in model.graph.input if i.name not in self.consts]
+        if len(data_inputs) != 1:
+            raise SnncError(f"{source}: the model has {len(data_inputs)} data inputs; snnc compiles models with exactly one")
+        self.input = data_inputs[0]
+        self.input_name = _node_name(self.input.name, "input")
+        self.input_shape = _per_sample_shape(self.input, source)
+        self.tensor = {self.input.name: self.input_name}  # ONNX tensor name -> graph node name
+        self.nodes: dict[str, Node] = {}
+
+    # -- helpers used by converters -------------------------------------------------------------------
+    def const(self, node: onnx.NodeProto, index: int, default=None) -> np.ndarray:
+        name = node.input[index] if index < len(node.input) else ""
+        if not name:
+            if default is None:
+                raise _Unsupported(f"input {index} is missing")
+            return np.asarray(default)
+        if name not in self.consts:
+            raise _Unsupported(f"input {index} ('{name}') must be a constant (an initializer)")
+        return self.consts[name]
+
+    def is_const(self, name: str) -> bool:
+        return name in self.consts
+
+    def shape(self, tensor: str) -> tuple[int, ...]:
+        return self.nodes[self.tensor[tensor]].shape if self.tensor[tensor] in self.nodes else self.input_shape
+
+    def add(self, onnx_node: onnx.NodeProto, op, inputs: list[str], shape=None, suffix: str = "") -> None:
+        """Add a graph node computing `onnx_node`'s output (a second node for the same output takes a suffix)."""
+        base = _node_name(onnx_node.name, f"{onnx_node.op_type}_{len(self.nodes)}") + suffix
+        name = _unique(base, self.nodes, self.input_name)
+        sources = [self.tensor[t] for t in inputs]
+        if shape is None:
+            try:
+                shape = infer_shape(op, [self.nodes[s].shape if s in self.nodes else self.input_shape for s in sources])
+            except GraphError as err:
+                raise _Unsupported(str(err))
+        self.nodes[name] = Node(name, op, sources, tuple(int(d) for d in shape), onnx_node.name, onnx_node.output[0])
+        self.tensor[onnx_node.output[0]] = name
+
+    def alias(self, onnx_node: onnx.NodeProto, tensor: str) -> None:
+        self.tensor[onnx_node.output[0]] = self.tensor[tensor]
+
+    # -- the walk ----------------------------------------------------------------------------------------
+    def run(self, model: onnx.ModelProto) -> AnnGraph:
+        for onnx_node in model.graph.node:
+            where = f"{self.source}: node '{onnx_node.name or '(unnamed)'}' ({onnx_node.op_type})"
+            if onnx_node.domain not in ("", "ai.onnx"):
+                raise SnncError(f"{where} is from the custom domain '{onnx_node.domain}'; {_supported_hint()}")
+            if all(self.is_const(i) for i in onnx_node.input if i):
+                self._fold_constant(onnx_node, where)
+                continue
+            convert = SUPPORTED_OPS.get(onnx_node.op_type)
+            if convert is None:
+                raise SnncError(f"{where} is not supported; {_supported_hint()}")
+            try:
+                convert(self, onnx_node, _attributes(onnx_node))
+            except _Unsupported as err:
+                raise SnncError(f"{where}: {err}")
+        if len(model.graph.output) != 1:
+            raise SnncError(f"{self.source}: the model has {len(model.graph.output)} outputs; snnc compiles models with one")
+        output = self.tensor.get(model.graph.output[0].name)
+        if output is None or output == self.input_name:
+            raise SnncError(f"{self.source}: the model output is not computed from its input")
+        graph = AnnGraph(self.source, self.input_name, self.input_shape, self.nodes, output, self.notes)
+        _drop_unused(graph)
+        return verify(graph)
+
+    def _fold_constant(self, onnx_node: onnx.NodeProto, where: str) -> None:
+        """Evaluate a node whose inputs are all constants (Constant, Shape arithmetic, casts) once, here."""
+        try:
+            outputs = ReferenceEvaluator(onnx_node).run(None, {i: self.consts[i] for i in onnx_node.input if i})
+        except Exception as err:  # the reference evaluator raises many types for bad constant nodes
+            raise SnncError(f"{where}: cannot evaluate this constant expression ({err}); simplify the model (onnxsim)")
+        for name, value in zip(onnx_node.output, outputs):
+            self.consts[name] = np.asarray(value)
+
+
+def _attributes(node: onnx.NodeProto) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _node_name(onnx_name: str, fallback: str) -> str:
+    """A graph-node name that NIR/HDF5 accept: ONNX's '/block/conv/Conv' becomes 'block.conv.Conv'."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", ".", onnx_name).strip(".")
+    return cleaned or fallback
+
+
+def _unique(name: str, taken: dict, *reserved: str) -> str:
+    candidate, k = name, 1
+    while candidate in taken or candidate in reserved:
+        candidate, k = f"{name}_{k}", k + 1
+    return candidate
+
+
+def _per_sample_shape(value_info: onnx.ValueInfoProto, source: str) -> tuple[int, ...]:
+    tensor_type = value_info.type.tensor_type
+    if tensor_type.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+        dtype = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
+        raise SnncError(f"{source}: input '{value_info.name}' has type {dtype}; snnc compiles models with a float input")
+    dims = tensor_type.shape.dim
+    sample = [d.dim_value if d.HasField("dim_value") else None for d in dims[1:]]
+    if len(dims) not in (2, 4) or any(d is None or d <= 0 for d in sample):
+        shown = [d.dim_param or d.dim_value for d in dims]
+        raise SnncError(
+            f"{source}: input '{value_info.name}' has shape {shown}; snnc needs (batch, features) or "
+            "(batch, channels, height, width) with fixed sizes after the batch dimension"
+        )
+    return tuple(sample)
+
+
+def _drop_unused(graph: AnnGraph) -> None:
+    """Remove nodes nothing reads (e.g. a Shape branch's data side) so later passes see only the live graph."""
+    live, stack = set(), [graph.output]
+    while stack:
+        name = stack.pop()
+        if name in live or name not in graph.nodes:
+            continue
+        live.add(name)
+        stack.extend(graph.nodes[name].inputs)
+    for name in [n for n in graph.nodes if n not in live]:
+        del graph.nodes[name]
+
+
+def _supported_hint() -> str:
+    return f"snnc supports {', '.join(sorted(SUPPORTED_OPS))}; replace this op in the model before exporting"
+
+
+# -- converters ----------------------------------------------------------------------------------------------
+
+
+def _symmetric_pads(imp: Importer, attrs: dict, hw, kernel, strides, dilations) -> tuple[int, int]:
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad == "VALID":
+        return (0, 0)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for n, k, s, d in zip(hw, kernel, strides, dilations):
+            total = max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            if total % 2:
+                raise _Unsupported(f"auto_pad {auto_pad} needs asymmetric padding here; pad explicitly and symmetrically")
+            pads.append(total // 2)
+        return tuple(pads)
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if pads[:2] != pads[2:]:
+        raise _Unsupported(f"asymmetric padding {pads} cannot be expressed in NIR; use symmetric padding")
+    return tuple(int(p) for p in pads[:2])
+
+
+def _conv(imp: Importer, node, attrs):
+    weight = imp.const(node, 1).astype(np.float32)
+    shape = imp.shape(node.input[0])
+    if weight.ndim != 4 or len(shape) != 3:
+        raise _Unsupported("only 2-D convolutions (NCHW input, OIHW weight) are supported")
+    bias = imp.const(node, 2, default=np.zeros(weight.shape[0])).astype(np.float32)
+    strides = tuple(attrs.get("strides", (1, 1)))
+    dilations = tuple(attrs.get("dilations", (1, 1)))
+    pads = _symmetric_pads(imp, attrs, shape[1:], weight.shape[2:], strides, dilations)
+    op = nir.Conv2d(
+        input_shape=shape[1:], weight=weight, stride=strides, padding=pads, dilation=dilations,
+        groups=int(attrs.get("group", 1)), bias=bias,
+    )
+    imp.add(node, op, [node.input[0]])
+
+
+def _gemm(imp: Importer, node, attrs):
+    if attrs.get("transA", 0):
+        raise _Unsupported("transA=1 is not supported; the data input must be (batch, features)")
+    b = imp.const(node, 1).astype(np.float32)
+    b = b.T if attrs.get("transB", 0) else b
+    weight = (attrs.get("alpha", 1.0) * b).T
+    bias = np.broadcast_to(attrs.get("beta", 1.0) * imp.const(node, 2, default=0.0), (weight.shape[0],))
+    imp.add(node, nir.Affine(weight=np.ascontiguousarray(weight, np.float32), bias=bias.astype(np.float32)), [node.input[0]])
+
+
+def _matmul(imp: Importer, node, attrs):
+    if imp.is_const(node.input[0]):
+        raise _Unsupported("a constant left operand is not supported; the data must be the left operand")
+    weight = imp.const(node, 1).astype(np.float32)
+    if weight.ndim != 2 or len(imp.shape(node.input[0])) != 1:
+        raise _Unsupported("only (batch, features) @ (features, out) products are supported")
+    imp.add(node, nir.Affine(weight=np.ascontiguousarray(weight.T), bias=np.zeros(weight.shape[1], np.float32)), [node.input[0]])
+
+
+def _batchnorm(imp: Importer, node, attrs):
+    if attrs.get("training_mode", 0):
+        raise _Unsupported("training_mode=1; export the model in eval mode (model.eval())")
+    gamma, beta, mean, var = (imp.const(node, i).astype(np.float64) for i in range(1, 5))
+    scale = gamma / np.sqrt(var + attrs.get("epsilon", 1e-5))
+    imp.add(node, ChannelAffine(scale.astype(np.float32), (beta - mean * scale).astype(np.float32)), [node.input[0]])
+
+
+def _pool_window(imp: Importer, node, attrs):
+    shape = imp.shape(node.input[0])
+    if len(shape) != 3:
+        raise _Unsupported("only 2-D pooling is supported")
+    kernel = tuple(attrs["kernel_shape"])
+    strides = tuple(attrs.get("strides", (1, 1)))
+    if any(d != 1 for d in attrs.get("dilations", (1, 1))):
+        raise _Unsupported("dilated pooling is not supported")
+    pads = _symmetric_pads(imp, attrs, shape[1:], kernel, strides, (1, 1))
+    if attrs.get("ceil_mode", 0):
+        floor_hw = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape[1:], kernel, strides, pads)]
+        ceil_hw = [math.ceil((n + 2 * p - k) / s) + 1 for n, k, s, p in zip(shape[1:], kernel, strides, pads)]
+        if floor_hw != ceil_hw:
+            raise _Unsupported("ceil_mode=1 changes the output size here; export with ceil_mode=False")
+    return shape, kernel, strides, pads
+
+
+def _average(imp: Importer, node, shape, kernel, strides, pads, include_pad: bool):
+    """Average pooling; with padding that the divisor excludes, a sum pool then a per-position scale."""
+    window = dict(kernel_size=np.array(kernel), stride=np.array(strides), padding=np.array(pads))
+    if include_pad or not any(pads):
+        imp.add(node, nir.AvgPool2d(**window), [node.input[0]])
+        return
+    ones = np.ones((1, *shape[1:]))
+    counts = _window_sums(ones, kernel, strides, pads)[0]
+    imp.add(node, nir.SumPool2d(**window), [node.input[0]])
+    out_shape = imp.shape(node.output[0])
+    scale = np.ascontiguousarray(np.broadcast_to(1.0 / counts, out_shape), dtype=np.float32)
+    imp.add(node, nir.Scale(scale=scale), [node.output[0]], suffix=".divisor")
+
+
+def _window_sums(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
+    """Sum of each pooling window over a (C, H, W) array with zero padding (for divisor maps)."""
+    padded = np.pad(x, ((0, 0), (pads[0], pads[0]), (pads[1], pads[1])))
+    out_h = (padded.shape[1] - kernel[0]) // strides[0] + 1
+    out_w = (padded.shape[2] - kernel[1]) // strides[1] + 1
+    out = np.zeros((x.shape[0], out_h, out_w))
+    for i in range(out_h):
+        for j in range(out_w):
+            out[:, i, j] = padded[:, i * strides[0]: i * strides[0] + kernel[0], j * strides[1]: j * strides[1] + kernel[1]].sum((1, 2))
+    return out
+
+
+def _averagepool(imp: Importer, node, attrs):
+    shape, kernel, strides, pads = _pool_window(imp, node, attrs)
+    _average(imp, node, shape, kernel, strides, pads, include_pad=bool(attrs.get("count_include_pad", 0)))
+
+
+def _maxpool(imp: Importer, node, attrs):
+    if imp.maxpool != "avg":
+        raise _Unsupported(
+            "max pooling has no lossless spiking equivalent; retrain with AveragePool, "
+            "or pass --maxpool avg to replace it with average pooling (accuracy may drop)"
+        )
+    if len(node.output) > 1 and node.output[1]:
+        raise _Unsupported("MaxPool indices output is not supported")
+    shape, kernel, strides, pads = _pool_window(imp, node, attrs)
+    imp.notes.append(f"MaxPool '{node.name}' replaced by average pooling (--maxpool avg)")
+    _average(imp, node, shape, kernel, strides, pads, include_pad=False)
+
+
+def _global_average(imp: Importer, node, attrs):
+    shape = imp.shape(node.input[0])
+    if len(shape) != 3:
+        raise _Unsupported("only 2-D global pooling is supported")
+    hw = np.array(shape[1:])
+    imp.add(node, nir.AvgPool2d(kernel_size=hw, stride=hw, padding=np.zeros(2, int)), [node.input[0]])
+
+
+def _reshape_to(imp: Importer, node, target: tuple[int, ...]) -> None:
+    """A reshape that keeps the batch: a no-op, or a flatten to one dimension; anything else is refused."""
+    source = imp.shape(node.input[0])
+    if target == source:
+        imp.alias(node, node.input[0])
+    elif target == (int(np.prod(source)),):
+        input_type = {"input": np.array(source)}
+        imp.add(node, nir.Flatten(input_type=input_type, start_dim=0, end_dim=-1), [node.input[0]])
+    else:
+        raise _Unsupported(f"reshaping {source} to {target} per sample is not supported; only flattening is")
+
+
+def _flatten(imp: Importer, node, attrs):
+    if attrs.get("axis", 1) != 1:
+        raise _Unsupported("Flatten with axis != 1 would mix the batch into features")
+    _reshape_to(imp, node, (int(np.prod(imp.shape(node.input[0]))),))
+
+
+def _reshape(imp: Importer, node, attrs):
+    # The first entry is the batch (a symbolic size, -1, 0 or the batch of a Shape-derived constant).
+    target = [int(d) for d in imp.const(node, 1).reshape(-1)]
+    source = imp.shape(node.input[0])
+    per_sample = [source[i - 1] if d == 0 and 0 < i <= len(source) else d for i, d in enumerate(target)][1:]
+    if per_sample.count(-1) == 1:
+        known = int(np.prod([d for d in per_sample if d != -1]))
+        per_sample[per_sample.index(-1)] = int(np.prod(source)) // max(known, 1)
+    _reshape_to(imp, node, tuple(per_sample))
+
+
+def _squeeze_like(imp: Importer, node, attrs):
+    source = imp.shape(node.input[0])
+    axes = attrs.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = [int(a) for a in imp.const(node, 1).reshape(-1)]
+    if node.op_type == "Squeeze":
+        drop = {a - 1 if a > 0 else len(source) + 1 + a - 1 for a in axes} if axes else {i for i, d in enumerate(source) if d == 1}
+        target = tuple(d for i, d in enumerate(source) if i not in drop)
+    else:
+        target = list(source)
+        for a in sorted(a if a >= 0 else len(source) + 1 + len(axes) + a for a in axes):
+            target.insert(a - 1, 1)
+        target = tuple(target)
+    _reshape_to(imp, node, target)
+
+
+def _concat(imp: Importer, node, attrs):
+    rank = len(imp.shape(node.input[0]))
+    if attrs.get("axis") not in (1, 1 - (rank + 1)):
+        raise _Unsupported("only concatenation along channels (axis 1) is supported")
+    imp.add(node, Concat(), list(node.input))
+
+
+def _binary(imp: Importer, node, attrs):
+    a, b = node.input
+    if not imp.is_const(a) and not imp.is_const(b):
+        if node.op_type == "Add":
+            imp.add(node, Add(), [a, b])
+        else:
+            imp.add(node, ScalarOp(node.op_type, (None, None)), [a, b])
+        return
+    tensor, const_index = (a, 1) if imp.is_const(b) else (b, 0)
+    value = imp.const(node, const_index).astype(np.float64)
+    if value.size == 1:
+        operands = (None, float(value.reshape(()))) if const_index == 1 else (float(value.reshape(())), None)
+        imp.add(node, ScalarOp(node.op_type, operands), [tensor])
+        return
+    shape = imp.shape(tensor)
+    per_channel = _per_channel(value, shape)
+    if per_channel is None:
+        raise _Unsupported(f"a constant of shape {value.shape} that is not per channel for data of shape {shape}")
+    ones, zeros = np.ones_like(per_channel), np.zeros_like(per_channel)
+    scale, shift = {
+        ("Add", 1): (ones, per_channel), ("Add", 0): (ones, per_channel),
+        ("Sub", 1): (ones, -per_channel), ("Sub", 0): (-ones, per_channel),
+        ("Mul", 1): (per_channel, zeros), ("Mul", 0): (per_channel, zeros),
+        ("Div", 1): (1.0 / per_channel, zeros),
+    }.get((node.op_type, const_index), (None, None))
+    if scale is None:
+        raise _Unsupported(f"{node.op_type} with a per-channel constant on this side is not supported")
+    imp.add(node, ChannelAffine(scale.astype(np.float32), shift.astype(np.float32)), [tensor])
+
+
+def _per_channel(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The per-channel vector of a constant broadcast over (C, ...) data, or None if it varies otherwise."""
+    channels = shape[0]
+    squeezed = value.reshape(value.shape[1:]) if value.ndim == len(shape) + 1 and value.shape[0] == 1 else value
+    if squeezed.ndim > len(shape):
+        return None
+    full = np.broadcast_to(squeezed, shape) if _broadcasts(squeezed.shape, shape) else None
+    if full is None:
+        return None
+    vector = full.reshape(channels, -1)[:, 0]
+    return vector if np.array_equal(full, np.broadcast_to(vector.reshape((channels,) + (1,) * (len(shape) - 1)), shape)) else None
+
+
+def _broadcasts(small: tuple, big: tuple) -> bool:
+    return all(s in (1, b) for s, b in zip(small[::-1], big[::-1]))
+
+
+def _scalar_unary(imp: Importer, node, attrs):
+    operands = [None]
+    for i in range(1, len(node.input)):
+        operands.append(float(imp.const(node, i).reshape(())) if node.input[i] else None)
+    if node.op_type in ("Max", "Min") and (len(node.input) != 2 or operands[1] is None):
+        raise _Unsupported(f"{node.op_type} must have exactly one tensor and one scalar constant")
+    imp.add(node, ScalarOp(node.op_type, tuple(operands), attrs), [node.input[0]])
+
+
+def _identity(reason: str):
+    def convert(imp: Importer, node, attrs):
+        imp.add(node, Identity(reason), [node.input[0]])
+
+    return convert
+
+
+def _cast(imp: Importer, node, attrs):
+    if attrs.get("to") not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+        raise _Unsupported("casting the data to a non-float type is not supported")
+    imp.alias(node, node.input[0])
+
+
+def _shape(imp: Importer, node, attrs):
+    # Shape arithmetic only feeds Reshape; a batch of 1 stands for the (symbolic) batch, which Reshape skips.
+    shape = np.array((1, *imp.shape(node.input[0])), dtype=np.int64)
+    imp.consts[node.output[0]] = shape[attrs.get("start", 0): attrs.get("end", None)]
+
+
+SUPPORTED_OPS = {
+    "Conv": _conv,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "BatchNormalization": _batchnorm,
+    "AveragePool": _averagepool,
+    "GlobalAveragePool": _global_average,
+    "MaxPool": _maxpool,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Squeeze": _squeeze_like,
+    "Unsqueeze": _squeeze_like,
+    "Concat": _concat,
+    "Add": _binary,
+    "Sub": _binary,
+    "Mul": _binary,
+    "Div": _binary,
+    "Relu": _scalar_unary,
+    "Clip": _scalar_unary,
+    "Floor": _scalar_unary,
+    "Ceil": _scalar_unary,
+    "Round": _scalar_unary,
+    "Neg": _scalar_unary,
+    "Max": _scalar_unary,
+    "Min": _scalar_unary,
+    "Dropout": _identity("Dropout (inference)"),
+    "Identity": _identity("Identity"),
+    "Softmax": _identity("Softmax at the output"),
+    "LogSoftmax": _identity("LogSoftmax at the output"),
+    "Cast": _cast,
+    "Shape": _shape,
+}
+
+
+def import_onnx(path: str | Path, maxpool: str = "error", model: onnx.ModelProto | None = None) -> AnnGraph:
+    """Convert an ONNX model (loaded from `path` unless given) node by node into the raw ANN graph."""
+    if maxpool not in MAXPOOL_MODES:
+        raise SnncError(f"--maxpool must be one of {', '.join(MAXPOOL_MODES)} (got '{maxpool}')")
+    model = load_onnx(path) if model is None else model
+    return Importer(model, str(path), maxpool).run(model)

@@ -1,0 +1,44 @@
+"""`snnc inspect`: every ONNX node with its output shape and what snnc does with it."""
+
+from __future__ import annotations
+
+import onnx
+
+from toolchain.errors import SnncError
+from toolchain.frontend import SUPPORTED_OPS, import_onnx, load_onnx
+from toolchain.passes import canonicalise
+from toolchain.report.render import _table
+
+
+def _shape(value_info: onnx.ValueInfoProto | None) -> str:
+    if value_info is None:
+        return "?"
+    dims = value_info.type.tensor_type.shape.dim
+    return "x".join(d.dim_param or str(d.dim_value) for d in dims) or "scalar"
+
+
+def inspect_model(path: str, maxpool: str = "error") -> str:
+    model = load_onnx(path)
+    infos = {v.name: v for v in list(model.graph.value_info) + list(model.graph.output)}
+    rows = []
+    constants = {t.name for t in model.graph.initializer}
+    for node in model.graph.node:
+        if all(i in constants for i in node.input if i):
+            constants.update(node.output)
+            status = "constant (folded)"
+        else:
+            status = "supported" if node.op_type in SUPPORTED_OPS and node.domain in ("", "ai.onnx") else "UNSUPPORTED"
+        rows.append([node.name or "(unnamed)", node.op_type, _shape(infos.get(node.output[0])), status])
+    lines = [f"{path}: {len(model.graph.node)} nodes, opset "
+             f"{next(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))}", "", *_table(["node", "op", "output shape", "status"], rows)]
+    try:
+        graph = canonicalise(import_onnx(path, maxpool, model=model))
+    except SnncError as err:
+        lines += ["", f"conversion: fails: {err}"]
+        raise SnncError("\n".join(lines)) from None
+    lines += ["", "canonical graph (what snnc converts):", *_table(
+        ["layer", "op", "shape", "from ONNX node"],
+        [[n.name, getattr(n.op, "kind", type(n.op).__name__), "x".join(map(str, n.shape)), n.onnx_node] for n in graph.nodes.values()],
+    )]
+    lines += [f"note: {n}" for n in graph.notes]
+    return "\n".join(lines)

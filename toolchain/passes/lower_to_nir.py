@@ -1,0 +1,200 @@
+"""Pass: the calibrated ANN graph becomes a NIR graph of spiking neurons.
+
+Every Activation becomes a NIR `IF` node with snnc's metadata (see `toolchain.nir_conventions`) whose
+parameters come from the chosen neuron model; linear ops are copied; the output gets a non-spiking
+integrator (`nir.I`, role `readout`) whose running sum gives the prediction at every time step.
+
+Spikes carry an amplitude (θ_u: the spike's value in the ANN's units). The lowering tracks, for every ANN
+tensor, which NIR nodes sum to it and with what per-channel factor, and folds those factors into the next
+Affine/Conv2d weights. Where no weights follow (a neuron, the readout, a residual merge of different
+amplitudes) an explicit `nir.Scale` is inserted. Add needs no node (NIR sums the edges into a node); Concat
+becomes one placement node (1×1 Conv2d or Affine) per input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nir
+import numpy as np
+
+import toolchain
+from toolchain.graph import Activation, Add, AnnGraph, Concat
+from toolchain.neurons import get_model
+from toolchain.nir_conventions import KEY
+
+
+@dataclass
+class _Term:
+    """One NIR node's output that contributes to an ANN tensor, times a per-channel factor (None = 1)."""
+
+    node: str
+    factor: np.ndarray | None
+
+
+class _Lowering:
+    def __init__(self, graph: AnnGraph, neuron: str, neuron_options: dict):
+        self.graph = graph
+        self.model = get_model(neuron)
+        self.neuron_options = neuron_options
+        self.nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(graph.input_shape)})}
+        self.edges: list[tuple[str, str]] = []
+        self.terms: dict[str, list[_Term]] = {graph.input_name: [_Term("input", None)]}
+        self.counters: dict[str, int] = {}
+
+    def fresh(self, kind: str) -> str:
+        self.counters[kind] = self.counters.get(kind, 0) + 1
+        return f"{kind}{self.counters[kind]}"
+
+    def materialise(self, terms: list[_Term], shape) -> list[str]:
+        """NIR nodes whose plain sum is the tensor: a Scale node for every term with a factor."""
+        names = []
+        for term in terms:
+            if term.factor is None:
+                names.append(term.node)
+                continue
+            name = self.fresh("scale")
+            full = np.broadcast_to(term.factor.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
+            self.nodes[name] = nir.Scale(scale=np.ascontiguousarray(full, np.float32), metadata={KEY: {"role": "amplitude"}})
+            self.edges.append((term.node, name))
+            names.append(name)
+        return names
+
+    def shared_factor(self, terms: list[_Term]):
+        """The one factor all terms share, or False when they differ."""
+        factors = [t.factor for t in terms]
+        if all(f is None for f in factors):
+            return None
+        if any(f is None for f in factors) or any(not np.array_equal(f, factors[0]) for f in factors):
+            return False
+        return factors[0]
+
+    def connect(self, name: str, terms: list[_Term], shape) -> None:
+        for source in self.materialise(terms, shape):
+            self.edges.append((source, name))
+
+    def lower_node(self, ann) -> None:
+        op, terms = ann.op, [t for i in ann.inputs for t in self.terms[i]]
+        in_shape = self.graph.shape_of(ann.inputs[0])
+        meta = {KEY: {"onnx_node": ann.onnx_node}}
+        if isinstance(op, Add):
+            self.terms[ann.name] = terms
+            return
+        if isinstance(op, Concat):
+            self.lower_concat(ann, meta)
+            return
+        if isinstance(op, Activation):
+            self.lower_activation(ann, terms, in_shape, meta)
+            return
+        factor = self.shared_factor(terms)
+        if factor is False:
+            terms, factor = [_Term(n, None) for n in self.materialise(terms, in_shape)], None
+        if isinstance(op, (nir.Affine, nir.Linear, nir.Conv2d)):
+            kind = "conv" if isinstance(op, nir.Conv2d) else "fc"
+            new = _with_input_factor(op, factor)
+            out_factor = None
+        else:
+            kind = {nir.Flatten: "flatten", nir.Scale: "scale"}.get(type(op), "pool")
+            new = _copy(op)
+            out_factor = None if factor is None else _propagate_factor(op, factor, in_shape)
+        name = self.fresh(kind)
+        new.metadata = meta
+        self.nodes[name] = new
+        for term in terms:
+            self.edges.append((term.node, name))
+        self.terms[ann.name] = [_Term(name, out_factor)]
+
+    def lower_activation(self, ann, terms, in_shape, meta) -> None:
+        op: Activation = ann.op
+        threshold = np.asarray(op.threshold, np.float32)
+        per_neuron = np.broadcast_to(threshold.reshape((-1,) + (1,) * (len(in_shape) - 1)) if threshold.ndim else threshold, in_shape)
+        params = self.model.parameters(per_neuron, **self.neuron_options)
+        name = self.fresh(self.model.NAME)
+        meta[KEY].update(
+            neuron=self.model.NAME, reset="subtract", max_spikes_per_step=int(params.max_spikes),
+            v_init=np.ascontiguousarray(np.broadcast_to(params.v_init, in_shape), np.float32),
+            activation=op.kind, threshold=np.atleast_1d(threshold), levels=int(op.levels or 0),
+        )
+        self.nodes[name] = nir.IF(
+            r=np.ones(in_shape, np.float32),
+            v_threshold=np.ascontiguousarray(np.broadcast_to(params.unit_threshold, in_shape), np.float32),
+            v_reset=np.zeros(in_shape, np.float32), metadata=meta,
+        )
+        self.connect(name, terms, in_shape)
+        amplitude = np.broadcast_to(params.unit_threshold, in_shape).reshape(in_shape[0], -1)[:, 0]
+        self.terms[ann.name] = [_Term(name, np.ascontiguousarray(amplitude, np.float32))]
+
+    def lower_concat(self, ann, meta) -> None:
+        total = ann.shape[0]
+        offset, out_terms = 0, []
+        for source in ann.inputs:
+            shape = self.graph.shape_of(source)
+            terms = self.terms[source]
+            factor = self.shared_factor(terms)
+            if factor is False:
+                terms, factor = [_Term(n, None) for n in self.materialise(terms, shape)], None
+            place = np.zeros((total, shape[0]), np.float32)
+            place[offset + np.arange(shape[0]), np.arange(shape[0])] = 1.0 if factor is None else factor
+            offset += shape[0]
+            if len(shape) == 1:
+                node = nir.Affine(weight=place, bias=np.zeros(total, np.float32), metadata=meta)
+            else:
+                node = nir.Conv2d(input_shape=shape[1:], weight=place[:, :, None, None], stride=1, padding=0,
+                                  dilation=1, groups=1, bias=np.zeros(total, np.float32), metadata=meta)
+            name = self.fresh("concat")
+            self.nodes[name] = node
+            for term in terms:
+                self.edges.append((term.node, name))
+            out_terms.append(_Term(name, None))
+        self.terms[ann.name] = out_terms
+
+    def finish(self) -> nir.NIRGraph:
+        out_shape = self.graph.shape_of(self.graph.output)
+        self.nodes["readout"] = nir.I(r=np.ones(out_shape, np.float32), metadata={KEY: {"role": "readout"}})
+        self.connect("readout", self.terms[self.graph.output], out_shape)
+        self.nodes["output"] = nir.Output(output_type={"output": np.array(out_shape)})
+        self.edges.append(("readout", "output"))
+        metadata = {KEY: {
+            "version": toolchain.__version__, "neuron": self.model.NAME, "source": self.graph.source,
+            "notes": "\n".join(self.graph.notes),
+        }}
+        return nir.NIRGraph(nodes=self.nodes, edges=self.edges, metadata=metadata, type_check=False)
+
+
+def _copy(op):
+    if isinstance(op, nir.Flatten):
+        return nir.Flatten(input_type=op.input_type, start_dim=op.start_dim, end_dim=op.end_dim)
+    if isinstance(op, nir.Scale):
+        return nir.Scale(scale=op.scale)
+    return type(op)(kernel_size=op.kernel_size, stride=op.stride, padding=op.padding)
+
+
+def _with_input_factor(op, factor):
+    """A copy of a weighted op whose weights absorb a per-input-channel factor."""
+    weight = op.weight.astype(np.float32)
+    if isinstance(op, nir.Conv2d):
+        if factor is not None:
+            groups = int(op.groups)
+            per_group = factor.reshape(groups, -1)  # (groups, in_channels / groups)
+            out_group = np.arange(weight.shape[0]) // (weight.shape[0] // groups)
+            weight = weight * per_group[out_group][:, :, None, None]
+        return nir.Conv2d(input_shape=op.input_shape, weight=np.ascontiguousarray(weight, np.float32), stride=op.stride,
+                          padding=op.padding, dilation=op.dilation, groups=op.groups, bias=np.asarray(op.bias, np.float32))
+    if factor is not None:
+        weight = weight * factor[None, :]
+    bias = op.bias if isinstance(op, nir.Affine) else np.zeros(weight.shape[0], np.float32)
+    return nir.Affine(weight=np.ascontiguousarray(weight, np.float32), bias=np.asarray(bias, np.float32))
+
+
+def _propagate_factor(op, factor: np.ndarray, in_shape) -> np.ndarray:
+    """Per-channel factors commute with pooling and per-position scaling; flattening spreads them per feature."""
+    if isinstance(op, nir.Flatten):
+        return np.repeat(factor, int(np.prod(in_shape[1:])))
+    return factor
+
+
+def lower_to_nir(graph: AnnGraph, neuron: str = "if", neuron_options: dict | None = None) -> nir.NIRGraph:
+    lowering = _Lowering(graph, neuron, neuron_options or {})
+    for ann in graph.nodes.values():
+        lowering.lower_node(ann)
+    return lowering.finish()
