@@ -22,7 +22,7 @@ def _activation(op: Activation, x: torch.Tensor) -> torch.Tensor:
 
 def evaluate_ann(graph: AnnGraph, x: np.ndarray) -> np.ndarray:
     """The graph's output for a batch x (N, ...): float32, as the canonical graph defines it."""
-    values = {graph.input_name: torch.from_numpy(np.ascontiguousarray(x, np.float32))}
+    values = {graph.input_name: torch.from_numpy(np.array(x, np.float32))}
     with torch.inference_mode():
         for node in graph.nodes.values():
             inputs = [values[i] for i in node.inputs]

@@ -37,14 +37,15 @@ class Signal:
 
 @dataclass
 class RunResult:
-    """Predictions after every prefix t = 1..T (shape (T, N)) and total spikes per spiking node."""
+    """Predictions after every prefix t = 1..T (shape (T, N)), the readout's final sums (N, classes), and total
+    spikes per spiking node."""
 
     predictions: np.ndarray
+    readout: np.ndarray = field(repr=False)
     spikes: dict[str, int]
     neurons: dict[str, int]
     samples: int
     timesteps: int
-    readout: np.ndarray | None = field(default=None, repr=False)
 
     def accuracy(self, labels: np.ndarray) -> np.ndarray:
         """Fraction correct after each prefix t = 1..T."""
@@ -129,18 +130,19 @@ class ReferenceRuntime:
         if tuple(x.shape[1:]) != self.input_shape:
             raise SnncError(f"input samples have shape {tuple(x.shape[1:])}, but the NIR graph expects {self.input_shape}")
         batch_size = batch_size or self.batch_size_for(timesteps)
-        predictions, spikes = [], {n: 0.0 for n in self.spiking}
+        predictions, finals, spikes = [], [], {n: 0.0 for n in self.spiking}
         starts = range(0, len(x), batch_size)
         with torch.inference_mode():
             for start in progress(starts, label, total=len(starts)):
                 batch = torch.from_numpy(np.ascontiguousarray(x[start: start + batch_size], np.float32))
                 readout, counts = self._run_batch(batch, timesteps)
                 predictions.append(readout.argmax(-1).numpy())
+                finals.append(readout[-1].numpy())
                 for name, count in counts.items():
                     spikes[name] += count
         neurons = {n: int(np.prod(np.shape(self.graph.nodes[n].v_threshold))) for n in self.spiking}
         return RunResult(
-            predictions=np.concatenate(predictions, axis=1), spikes={n: int(round(c)) for n, c in spikes.items()},
+            predictions=np.concatenate(predictions, axis=1), readout=np.concatenate(finals), spikes={n: int(round(c)) for n, c in spikes.items()},
             neurons=neurons, samples=len(x), timesteps=timesteps,
         )
 

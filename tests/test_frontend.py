@@ -1,0 +1,201 @@
+"""Per-op import tests: the canonical ANN graph must compute what onnxruntime computes on the same model."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import helper
+
+from targets.reference.ann import evaluate_ann
+from tests.onnx_models import model, rand
+from toolchain.errors import SnncError
+from toolchain.frontend import import_onnx
+from toolchain.graph import Activation
+from toolchain.passes import canonicalise
+
+
+def _ort(path: Path, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _check(tmp_path, proto, x, maxpool="error", atol=1e-5):
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, str(path))
+    graph = canonicalise(import_onnx(path, maxpool))
+    ours = evaluate_ann(graph, x)
+    np.testing.assert_allclose(ours, _ort(path, x).reshape(ours.shape), atol=atol, rtol=1e-5)
+    return graph
+
+
+CONV_CASES = [
+    dict(strides=[1, 1], pads=[1, 1, 1, 1]),
+    dict(strides=[2, 1], pads=[0, 2, 0, 2], dilations=[1, 2]),
+    dict(strides=[1, 1], pads=[1, 1, 1, 1], group=2),
+    dict(strides=[2, 2], auto_pad="SAME_UPPER", kernel=3),
+    dict(strides=[1, 1], auto_pad="VALID"),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv(tmp_path, case):
+    case = dict(case)
+    kernel = case.pop("kernel", 3)
+    group = case.get("group", 1)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], **case)]
+    x = rand(3, 4, 9, 9)
+    w, b = rand(6, 4 // group, kernel, kernel, seed=1), rand(6, seed=2)
+    _check(tmp_path, model(nodes, (4, 9, 9), None, {"w": w, "b": b}), x)
+
+
+@pytest.mark.parametrize("trans_b,alpha,beta", [(0, 1.0, 1.0), (1, 0.5, 2.0)])
+def test_gemm(tmp_path, trans_b, alpha, beta):
+    w = rand(5, 7, seed=1) if trans_b else rand(7, 5, seed=1)
+    nodes = [helper.make_node("Gemm", ["x", "w", "c"], ["y"], transB=trans_b, alpha=alpha, beta=beta)]
+    _check(tmp_path, model(nodes, (7,), (5,), {"w": w, "c": rand(5, seed=3)}), rand(4, 7))
+
+
+def test_matmul_plus_bias_folds_into_one_affine(tmp_path):
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])]
+    graph = _check(tmp_path, model(nodes, (6,), (3,), {"w": rand(6, 3), "b": rand(3, seed=5)}), rand(4, 6))
+    assert len(graph.nodes) == 1
+
+
+def test_batchnorm_after_conv_is_folded_and_standalone_becomes_depthwise(tmp_path):
+    c = 4
+    bn = {"g": rand(c, seed=1, low=0.5, high=2), "be": rand(c, seed=2), "m": rand(c, seed=3), "v": rand(c, seed=4, low=0.5, high=2)}
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "g", "be", "m", "v"], ["n0"], epsilon=1e-3),  # standalone
+        helper.make_node("Conv", ["n0", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "g", "be", "m", "v"], ["y"], epsilon=1e-3),  # folded
+    ]
+    graph = _check(tmp_path, model(nodes, (c, 5, 5), None, {**bn, "w": rand(c, c, 3, 3, seed=7)}), rand(2, c, 5, 5))
+    assert len(graph.nodes) == 2
+
+
+def test_relu_clip_and_per_channel_mul(tmp_path):
+    nodes = [
+        helper.make_node("Mul", ["x", "s"], ["a"]),
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Conv", ["r", "w"], ["c"]),
+        helper.make_node("Clip", ["c", "lo", "hi"], ["y"]),
+    ]
+    inits = {"s": rand(3, 1, 1, seed=1), "w": rand(2, 3, 1, 1, seed=2), "lo": np.array(0, np.float32), "hi": np.array(0.4, np.float32)}
+    graph = _check(tmp_path, model(nodes, (3, 4, 4), None, inits), rand(2, 3, 4, 4))
+    kinds = [n.op.kind for n in graph.nodes.values() if isinstance(n.op, Activation)]
+    assert kinds == ["relu", "clip"]
+    assert graph.nodes[graph.output].op.threshold == pytest.approx(0.4)
+
+
+class _QCFS(torch.nn.Module):
+    def __init__(self, levels, lam, straight_through):
+        super().__init__()
+        self.levels, self.lam, self.straight_through = levels, torch.nn.Parameter(torch.tensor(lam)), straight_through
+
+    def forward(self, x):
+        y = x / self.lam * self.levels + 0.5
+        y = y + (torch.floor(y) - y).detach() if self.straight_through else torch.floor(y)
+        return torch.clamp(y / self.levels, 0, 1) * self.lam
+
+
+@pytest.mark.parametrize("dynamo", [True, False])
+@pytest.mark.parametrize("levels,lam,straight_through", [(8, 1.5, False), (4, 2.75, True), (16, 0.6, False)])
+def test_qcfs_recovered_from_torch_export(tmp_path, dynamo, levels, lam, straight_through):
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), _QCFS(levels, lam, straight_through), torch.nn.Flatten(), torch.nn.Linear(12, 4)).eval()
+    path = tmp_path / "q.onnx"
+    kwargs = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else {"dynamic_axes": {"x": {0: "b"}}}
+    torch.onnx.export(net, (torch.rand(2, 2, 4, 4),), str(path), dynamo=dynamo, input_names=["x"], **kwargs)
+    graph = canonicalise(import_onnx(path))
+    act = next(n.op for n in graph.nodes.values() if isinstance(n.op, Activation))
+    assert (act.kind, act.levels) == ("qcfs", levels)
+    assert act.threshold == pytest.approx(lam, rel=1e-6)
+    x = rand(16, 2, 4, 4, low=-3, high=3)
+    np.testing.assert_allclose(evaluate_ann(graph, x), _ort(path, x), atol=1e-5)
+
+
+@pytest.mark.parametrize("include_pad", [0, 1])
+def test_average_pool_with_padding(tmp_path, include_pad):
+    nodes = [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=include_pad)]
+    _check(tmp_path, model(nodes, (2, 7, 7), None), rand(3, 2, 7, 7))
+
+
+def test_global_average_pool_flatten_gemm(tmp_path):
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "w"], ["y"], transB=1),
+    ]
+    _check(tmp_path, model(nodes, (3, 5, 5), (2,), {"w": rand(2, 3)}), rand(4, 3, 5, 5))
+
+
+def test_reshape_squeeze_dropout_identity_softmax(tmp_path):
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+        helper.make_node("Squeeze", ["g", "axes"], ["s"]),
+        helper.make_node("Dropout", ["s"], ["d"]),
+        helper.make_node("Identity", ["d"], ["i"]),
+        helper.make_node("Reshape", ["i", "shape"], ["r"]),
+        helper.make_node("Gemm", ["r", "w"], ["z"]),
+        helper.make_node("Softmax", ["z"], ["y"], axis=1),
+    ]
+    inits = {"axes": np.array([2, 3]), "shape": np.array([-1, 3]), "w": rand(3, 4)}
+    path = tmp_path / "m.onnx"
+    onnx.save(model(nodes, (3, 5, 5), (4,), inits), str(path))
+    graph = canonicalise(import_onnx(path))
+    x = rand(5, 3, 5, 5)
+    logits = evaluate_ann(graph, x)
+    assert (logits.argmax(1) == _ort(path, x).argmax(1)).all()  # Softmax dropped at the output keeps the argmax
+
+
+def test_residual_add_and_concat(tmp_path):
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Conv", ["r", "w2"], ["b"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["b", "r"], ["s"]),
+        helper.make_node("Concat", ["s", "r"], ["y"], axis=1),
+    ]
+    _check(tmp_path, model(nodes, (2, 4, 4), None, {"w1": rand(3, 2, 3, 3, seed=1), "w2": rand(3, 3, 3, 3, seed=2)}), rand(2, 2, 4, 4))
+
+
+def test_maxpool_refused_by_default_and_replaced_on_request(tmp_path):
+    nodes = [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    path = tmp_path / "m.onnx"
+    onnx.save(model(nodes, (1, 4, 4), None), str(path))
+    with pytest.raises(SnncError, match="--maxpool avg"):
+        import_onnx(path)
+    graph = canonicalise(import_onnx(path, maxpool="avg"))
+    x = rand(1, 1, 4, 4)
+    expected = x.reshape(1, 1, 2, 2, 2, 2).mean(axis=(3, 5))
+    np.testing.assert_allclose(evaluate_ann(graph, x), expected, atol=1e-6)
+    assert any("MaxPool" in note for note in graph.notes)
+
+
+@pytest.mark.parametrize("case", [
+    "test_Conv2d", "test_Conv2d_groups", "test_Conv2d_padding", "test_Conv2d_strided", "test_Conv2d_dilated",
+    "test_Conv2d_no_bias", "test_Conv2d_depthwise_padded", "test_Conv2d_depthwise_with_multiplier",
+    "test_AvgPool2d", "test_AvgPool2d_stride", "test_BatchNorm2d_eval", "test_BatchNorm2d_momentum_eval",
+    "test_Linear", "test_Linear_no_bias", "test_ReLU",
+])
+def test_onnx_backend_models(case):
+    """onnx's own test models (random weights, reference outputs computed by PyTorch)."""
+    root = Path(onnx.__file__).parent / "backend" / "test" / "data" / "pytorch-converted" / case
+    proto = onnx.load(str(root / "model.onnx"))
+    data = root / "test_data_set_0"
+    x = onnx.numpy_helper.to_array(onnx.load_tensor(str(data / "input_0.pb")))
+    expected = onnx.numpy_helper.to_array(onnx.load_tensor(str(data / "output_0.pb")))
+    graph = canonicalise(import_onnx(root / "model.onnx", model=_with_symbolic_batch(proto)))
+    np.testing.assert_allclose(evaluate_ann(graph, x), expected, atol=1e-4, rtol=1e-4)
+
+
+def _with_symbolic_batch(proto):
+    from toolchain.frontend.onnx_load import OPSETS
+
+    proto = onnx.shape_inference.infer_shapes(proto)
+    for opset in proto.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version not in OPSETS:
+            opset.version = OPSETS.start
+    return proto
