@@ -17,7 +17,8 @@ def _threads(value: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from toolchain.driver import TARGETS
+    from toolchain.driver import GN_FORMS, TARGETS
+    from toolchain.neurons.gn import DEFAULT_TAU
     from toolchain.frontend.onnx_import import MAXPOOL_MODES
     from toolchain.neurons import model_names
 
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     comp = commands.add_parser("compile", parents=[common], help="convert an ONNX model to an SNN, run it on the targets, report")
     comp.add_argument("model", help="the trained ANN as .onnx")
     comp.add_argument("--neuron", default="if", choices=model_names(), help="spiking neuron model (default: if)")
+    comp.add_argument("--tau", type=int, default=DEFAULT_TAU, help=f"members per group neuron, for --neuron gn (default: {DEFAULT_TAU})")
+    comp.add_argument("--gn-form", default=None, choices=GN_FORMS,
+                      help="group neurons as graded compact neurons or as tau binary IF members (default: compact, expanded when a target needs binary spikes)")
     comp.add_argument("--target", default="reference", help=f"comma-separated targets from {', '.join(TARGETS)} (default: reference)")
     comp.add_argument("-o", "--output", default="out", help="output folder (default: out); replaced only when the compile succeeds")
     comp.add_argument("--percentile", type=float, default=99.9, help="percentile of ReLU activations used as threshold (default: 99.9)")
@@ -63,7 +67,8 @@ def _compile(args) -> None:
         neuron=args.neuron, targets=parse_targets(args.target), timesteps=parse_timesteps(args.timesteps),
         data=args.data, percentile=args.percentile, per_channel=args.per_channel,
         calibration_samples=args.calibration_samples, samples=args.samples, maxpool=args.maxpool,
-        threads=args.threads, batch_size=args.batch_size,
+        threads=args.threads, batch_size=args.batch_size, gn_form=args.gn_form,
+        neuron_options={"tau": args.tau} if args.neuron == "gn" else {},
     )
     compile_model(args.model, args.output, options)
 

@@ -17,10 +17,12 @@ from toolchain.frontend import import_onnx, load_onnx
 from toolchain.nir_conventions import differences, read_graph
 from toolchain.onnx_runtime import predict
 from toolchain.outdir import staged_output
-from toolchain.passes import calibrate_thresholds, canonicalise, lower_to_nir
+from toolchain.passes import calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir
 from toolchain.report import layer_table, markdown, target_entry, terminal, versions
 
-TARGETS = ("reference", "nir")
+# What each target's neurons can emit per step: graded counts (compact group neurons) or binary spikes only.
+TARGETS = {"reference": "graded", "nir": "binary"}
+GN_FORMS = ("compact", "expanded")
 
 
 @dataclass
@@ -37,6 +39,17 @@ class CompileOptions:
     threads: int = 2
     batch_size: int | None = None
     neuron_options: dict = field(default_factory=dict)
+    gn_form: str | None = None
+
+    def resolved_gn_form(self) -> str | None:
+        """compact or expanded for group neurons: the user's choice, else expanded if a target needs binary spikes."""
+        if self.neuron != "gn":
+            return None
+        if self.gn_form is not None:
+            if self.gn_form not in GN_FORMS:
+                raise SnncError(f"--gn-form must be one of {', '.join(GN_FORMS)} (got '{self.gn_form}')")
+            return self.gn_form
+        return "expanded" if any(TARGETS[t] == "binary" for t in self.targets) else "compact"
 
 
 def parse_timesteps(text: str) -> tuple[int, ...]:
@@ -92,13 +105,16 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
     calibration = fit_to_input(dataset.x_train[: options.calibration_samples], graph.input_shape, options.data)
     graph = calibrate_thresholds(graph, model, calibration, options.percentile, options.per_channel, options.threads)
     snn = lower_to_nir(graph, options.neuron, options.neuron_options)
+    gn_form = options.resolved_gn_form()
+    if gn_form == "expanded":
+        snn = expand_group_neurons(snn)
 
     report = {
         "neuron": options.neuron,
         "timesteps": list(options.timesteps),
         "model": {"path": str(model_path), "sha256": _sha256(path), "input_shape": list(graph.input_shape)},
         "data": {"name": options.data, "test_samples": int(len(x)), "calibration_samples": int(len(calibration))},
-        "options": {k: v for k, v in asdict(options).items() if k not in ("threads", "batch_size")},
+        "options": {**{k: v for k, v in asdict(options).items() if k not in ("threads", "batch_size", "gn_form")}, "gn_form": gn_form},
         "versions": versions(),
         "notes": list(graph.notes),
     }

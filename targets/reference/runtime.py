@@ -83,6 +83,8 @@ class ReferenceRuntime:
             raise SnncError(f"NIR graph has {len(inputs)} Input and {len(outputs)} Output nodes; snnc runs graphs with one of each")
         self.input, self.output = inputs[0], outputs[0]
         self.spiking = [n for n in self.order if isinstance(graph.nodes[n], nir.IF)]
+        # Expanded group neurons report as their group: spikes and neurons summed over the members.
+        self.layer_of = {n: str(snnc_metadata(graph.nodes[n]).get("group", n)) for n in self.spiking}
         self.params = {name: self._tensors_of(node) for name, node in graph.nodes.items()}
         if threads:
             torch.set_num_threads(threads)
@@ -130,7 +132,7 @@ class ReferenceRuntime:
         if tuple(x.shape[1:]) != self.input_shape:
             raise SnncError(f"input samples have shape {tuple(x.shape[1:])}, but the NIR graph expects {self.input_shape}")
         batch_size = batch_size or self.batch_size_for(timesteps)
-        predictions, finals, spikes = [], [], {n: 0.0 for n in self.spiking}
+        predictions, finals, spikes = [], [], {layer: 0.0 for layer in self.layer_of.values()}
         starts = range(0, len(x), batch_size)
         with torch.inference_mode():
             for start in progress(starts, label, total=len(starts)):
@@ -139,8 +141,10 @@ class ReferenceRuntime:
                 predictions.append(readout.argmax(-1).numpy())
                 finals.append(readout[-1].numpy())
                 for name, count in counts.items():
-                    spikes[name] += count
-        neurons = {n: int(np.prod(np.shape(self.graph.nodes[n].v_threshold))) for n in self.spiking}
+                    spikes[self.layer_of[name]] += count
+        neurons = {layer: 0 for layer in spikes}
+        for name in self.spiking:
+            neurons[self.layer_of[name]] += int(np.prod(np.shape(self.graph.nodes[name].v_threshold)))
         return RunResult(
             predictions=np.concatenate(predictions, axis=1), readout=np.concatenate(finals), spikes={n: int(round(c)) for n, c in spikes.items()},
             neurons=neurons, samples=len(x), timesteps=timesteps,

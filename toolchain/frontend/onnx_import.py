@@ -199,6 +199,7 @@ def _symmetric_pads(imp: Importer, attrs: dict, hw, kernel, strides, dilations) 
 
 
 def _conv(imp: Importer, node, attrs):
+    """2-D only; stride, dilation, groups; symmetric pads or auto_pad (VALID, SAME_* when symmetric); constant weights."""
     weight = imp.const(node, 1).astype(np.float32)
     shape = imp.shape(node.input[0])
     if weight.ndim != 4 or len(shape) != 3:
@@ -215,6 +216,7 @@ def _conv(imp: Importer, node, attrs):
 
 
 def _gemm(imp: Importer, node, attrs):
+    """transB, alpha, beta; transA=0; constant B and C."""
     if attrs.get("transA", 0):
         raise _Unsupported("transA=1 is not supported; the data input must be (batch, features)")
     b = imp.const(node, 1).astype(np.float32)
@@ -225,6 +227,7 @@ def _gemm(imp: Importer, node, attrs):
 
 
 def _matmul(imp: Importer, node, attrs):
+    """(batch, features) @ constant (features, out); a following bias Add is folded in."""
     if imp.is_const(node.input[0]):
         raise _Unsupported("a constant left operand is not supported; the data must be the left operand")
     weight = imp.const(node, 1).astype(np.float32)
@@ -234,6 +237,7 @@ def _matmul(imp: Importer, node, attrs):
 
 
 def _batchnorm(imp: Importer, node, attrs):
+    """Inference mode; folded into the preceding Conv/Gemm, else a depthwise 1×1 convolution."""
     if attrs.get("training_mode", 0):
         raise _Unsupported("training_mode=1; export the model in eval mode (model.eval())")
     gamma, beta, mean, var = (imp.const(node, i).astype(np.float64) for i in range(1, 5))
@@ -285,11 +289,13 @@ def _window_sums(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
 
 
 def _averagepool(imp: Importer, node, attrs):
+    """2-D; symmetric pads; count_include_pad 0 or 1 (0 with pads: sum pool + per-position divisor); ceil_mode only when it does not change the size."""
     shape, kernel, strides, pads = _pool_window(imp, node, attrs)
     _average(imp, node, shape, kernel, strides, pads, include_pad=bool(attrs.get("count_include_pad", 0)))
 
 
 def _maxpool(imp: Importer, node, attrs):
+    """Refused by default (no lossless spiking max); `--maxpool avg` replaces it with average pooling and says so in the report."""
     if imp.maxpool != "avg":
         raise _Unsupported(
             "max pooling has no lossless spiking equivalent; retrain with AveragePool, "
@@ -303,6 +309,7 @@ def _maxpool(imp: Importer, node, attrs):
 
 
 def _global_average(imp: Importer, node, attrs):
+    """Average over the whole feature map."""
     shape = imp.shape(node.input[0])
     if len(shape) != 3:
         raise _Unsupported("only 2-D global pooling is supported")
@@ -323,12 +330,14 @@ def _reshape_to(imp: Importer, node, target: tuple[int, ...]) -> None:
 
 
 def _flatten(imp: Importer, node, attrs):
+    """axis=1."""
     if attrs.get("axis", 1) != 1:
         raise _Unsupported("Flatten with axis != 1 would mix the batch into features")
     _reshape_to(imp, node, (int(np.prod(imp.shape(node.input[0]))),))
 
 
 def _reshape(imp: Importer, node, attrs):
+    """Flattening to (batch, features) or no-op reshapes; constant or Shape-derived target shape."""
     # The first entry is the batch (a symbolic size, -1, 0 or the batch of a Shape-derived constant).
     target = [int(d) for d in imp.const(node, 1).reshape(-1)]
     source = imp.shape(node.input[0])
@@ -340,6 +349,7 @@ def _reshape(imp: Importer, node, attrs):
 
 
 def _squeeze_like(imp: Importer, node, attrs):
+    """Where the result is a flatten or a no-op (e.g. after GlobalAveragePool)."""
     source = imp.shape(node.input[0])
     axes = attrs.get("axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
@@ -356,6 +366,7 @@ def _squeeze_like(imp: Importer, node, attrs):
 
 
 def _concat(imp: Importer, node, attrs):
+    """Along channels (axis 1)."""
     rank = len(imp.shape(node.input[0]))
     if attrs.get("axis") not in (1, 1 - (rank + 1)):
         raise _Unsupported("only concatenation along channels (axis 1) is supported")
@@ -363,6 +374,7 @@ def _concat(imp: Importer, node, attrs):
 
 
 def _binary(imp: Importer, node, attrs):
+    """Add of two tensors is a residual merge; with a scalar constant it is part of an activation; with a per-channel constant it is folded into the layer before."""
     a, b = node.input
     if not imp.is_const(a) and not imp.is_const(b):
         if node.op_type == "Add":
@@ -410,6 +422,7 @@ def _broadcasts(small: tuple, big: tuple) -> bool:
 
 
 def _scalar_unary(imp: Importer, node, attrs):
+    """Part of an activation: runs of elementwise ops are recognised as ReLU, clip(0, λ) or QCFS(λ, L)."""
     operands = [None]
     for i in range(1, len(node.input)):
         operands.append(float(imp.const(node, i).reshape(())) if node.input[i] else None)
@@ -422,16 +435,19 @@ def _identity(reason: str):
     def convert(imp: Importer, node, attrs):
         imp.add(node, Identity(reason), [node.input[0]])
 
+    convert.__doc__ = f"Removed ({reason})." if "Softmax" not in reason else f"Removed when it produces the model output ({reason.split()[0]} keeps the argmax); refused inside the network."
     return convert
 
 
 def _cast(imp: Importer, node, attrs):
+    """Float to float casts only (no-op)."""
     if attrs.get("to") not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
         raise _Unsupported("casting the data to a non-float type is not supported")
     imp.alias(node, node.input[0])
 
 
 def _shape(imp: Importer, node, attrs):
+    """Only as input to the shape arithmetic of a Reshape."""
     # Shape arithmetic only feeds Reshape; a batch of 1 stands for the (symbolic) batch, which Reshape skips.
     shape = np.array((1, *imp.shape(node.input[0])), dtype=np.int64)
     imp.consts[node.output[0]] = shape[attrs.get("start", 0): attrs.get("end", None)]

@@ -52,9 +52,9 @@ def qcfs(x: np.ndarray, threshold, levels: int) -> np.ndarray:
 
 
 def _models() -> dict:
-    from toolchain.neurons import if_neuron
+    from toolchain.neurons import gn, if_neuron
 
-    return {if_neuron.NAME: if_neuron}
+    return {module.NAME: module for module in (if_neuron, gn)}
 
 
 def get_model(name: str):

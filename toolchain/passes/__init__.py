@@ -2,6 +2,7 @@
 
 from toolchain.graph import AnnGraph, CANONICAL_OPS, verify
 from toolchain.passes.calibrate_thresholds import calibrate_thresholds
+from toolchain.passes.expand_group_neurons import expand_group_neurons
 from toolchain.passes.fold_channel_affine import fold_channel_affine
 from toolchain.passes.lower_to_nir import lower_to_nir
 from toolchain.passes.recognise_activations import recognise_activations
@@ -14,4 +15,4 @@ def canonicalise(graph: AnnGraph) -> AnnGraph:
     return verify(graph, allowed_ops=CANONICAL_OPS)
 
 
-__all__ = ["calibrate_thresholds", "canonicalise", "fold_channel_affine", "lower_to_nir", "recognise_activations", "remove_identities"]
+__all__ = ["calibrate_thresholds", "canonicalise", "expand_group_neurons", "fold_channel_affine", "lower_to_nir", "recognise_activations", "remove_identities"]

@@ -28,19 +28,24 @@ def _plain(value):
 
 
 def layer_table(graph: nir.NIRGraph) -> list[dict]:
-    """One row per spiking layer: its name, where it came from, its threshold and size."""
-    rows = []
-    for name, node in graph.nodes.items():
+    """One row per spiking layer (a group neuron's members form one layer): origin, threshold λ, size."""
+    rows = {}
+    for name in _names_in_order(graph):
+        node = graph.nodes[name]
         if not isinstance(node, nir.IF):
             continue
         meta = snnc_metadata(node)
-        rows.append({
-            "name": name, "onnx_node": str(meta.get("onnx_node", "")), "neuron": str(meta.get("neuron", "nir-if")),
+        layer = str(meta.get("group", name))
+        neurons = int(np.prod(np.shape(node.v_threshold)))
+        if layer in rows:
+            rows[layer]["neurons"] += neurons
+            continue
+        rows[layer] = {
+            "name": layer, "onnx_node": str(meta.get("onnx_node", "")), "neuron": str(meta.get("neuron", "nir-if")),
             "activation": str(meta.get("activation", "")), "threshold": _plain(meta.get("threshold", node.v_threshold)),
-            "levels": int(meta.get("levels", 0)), "neurons": int(np.prod(np.shape(node.v_threshold))),
-        })
-    order = {name: i for i, name in enumerate(_names_in_order(graph))}
-    return sorted(rows, key=lambda r: order[r["name"]])
+            "levels": int(meta.get("levels", 0)), "neurons": neurons,
+        }
+    return list(rows.values())
 
 
 def _names_in_order(graph: nir.NIRGraph) -> list[str]:

@@ -1,0 +1,108 @@
+"""Bad input gets one line naming the file or node and the fix, exit code 2, and no output folder."""
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from tests.onnx_models import model, rand
+
+SNNC = [sys.executable, "-m", "toolchain.cli"]
+
+
+def _snnc(*args, cwd):
+    return subprocess.run([*SNNC, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def _assert_one_line_error(result, *phrases):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("snnc: error: "), result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def sigmoid_model(tmp_path):
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["h"], name="fc1"), helper.make_node("Sigmoid", ["h"], ["y"], name="act1")]
+    path = tmp_path / "sigmoid.onnx"
+    model(nodes, (4,), (3,), {"w": rand(4, 3)}, path=path)
+    return path
+
+
+def test_unsupported_op_names_op_node_and_supported_list(tmp_path, sigmoid_model):
+    result = _snnc("compile", sigmoid_model, "--data", "digits", "-o", tmp_path / "out", cwd=tmp_path)
+    _assert_one_line_error(result, "act1", "Sigmoid", "Conv", "Gemm", "supports")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content,phrase", [(b"", "empty"), (b"this is not a protobuf \xff\xfe", "not an ONNX model")])
+def test_not_onnx(tmp_path, content, phrase):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(content)
+    result = _snnc("compile", bad, "-o", tmp_path / "out", cwd=tmp_path)
+    _assert_one_line_error(result, str(bad), phrase)
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_model(tmp_path, zoo):
+    data = (zoo / "digits_mlp_relu.onnx").read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    _assert_one_line_error(_snnc("compile", cut, "-o", tmp_path / "out", cwd=tmp_path), str(cut))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_file(tmp_path):
+    _assert_one_line_error(_snnc("compile", tmp_path / "nope.onnx", cwd=tmp_path), "no such file")
+
+
+def test_maxpool_message_names_the_fix(tmp_path):
+    path = tmp_path / "mp.onnx"
+    model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], name="pool1")], (1, 8, 8), None, path=path)
+    _assert_one_line_error(_snnc("compile", path, "-o", tmp_path / "o", cwd=tmp_path), "pool1", "--maxpool avg")
+
+
+def test_softmax_inside_the_network_is_refused(tmp_path):
+    nodes = [helper.make_node("Softmax", ["x"], ["s"], name="sm"), helper.make_node("Gemm", ["s", "w"], ["y"])]
+    path = tmp_path / "sm.onnx"
+    model(nodes, (4,), (3,), {"w": rand(4, 3)}, path=path)
+    _assert_one_line_error(_snnc("compile", path, "-o", tmp_path / "o", cwd=tmp_path), "sm", "output")
+
+
+def test_unsupported_opset(tmp_path):
+    path = tmp_path / "old.onnx"
+    model([helper.make_node("Relu", ["x"], ["y"])], (4,), (4,), opset=9, path=path)
+    _assert_one_line_error(_snnc("compile", path, cwd=tmp_path), "opset 9")
+
+
+def test_unknown_dataset_and_bad_npz(tmp_path, zoo):
+    mlp = zoo / "digits_mlp_relu.onnx"
+    _assert_one_line_error(_snnc("compile", mlp, "--data", "cifar", "-o", tmp_path / "o", cwd=tmp_path), "cifar", "digits")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((5, 3, 3), np.float32), y=np.zeros(5, np.int64))
+    _assert_one_line_error(_snnc("compile", mlp, "--data", bad, "-o", tmp_path / "o", cwd=tmp_path), "bad.npz", "(3, 3)")
+    labels = tmp_path / "labels.npz"
+    np.savez(labels, x=np.zeros((5, 64), np.float32), y=np.array([0, 1, -1, 2, 3]))
+    _assert_one_line_error(_snnc("compile", mlp, "--data", labels, "-o", tmp_path / "o", cwd=tmp_path), "labels")
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_timesteps(tmp_path, zoo):
+    _assert_one_line_error(_snnc("compile", zoo / "digits_mlp_relu.onnx", "--timesteps", "0,x", cwd=tmp_path), "--timesteps")
+
+
+def test_malformed_nir_file(tmp_path):
+    bad = tmp_path / "model.nir"
+    bad.write_bytes(b"not hdf5")
+    _assert_one_line_error(_snnc("run", bad, "--data", "digits", cwd=tmp_path), "model.nir", "not a readable NIR file")
+
+
+def test_inspect_lists_nodes_and_marks_the_unsupported_one(tmp_path, sigmoid_model):
+    result = _snnc("inspect", sigmoid_model, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "UNSUPPORTED" in result.stderr and "act1" in result.stderr
