@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check --quiet
 SETUP := $(VENV)/.snnc-setup
 FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup data demo test zoo docs clean
+.PHONY: setup data demo test zoo docs results clean
 
 # torch goes in first and pinned, so that nothing can resolve a CUDA build; lava-nc declares Python <3.11 but
 # runs on 3.11 with snnc's import shim, so it goes in without its (already installed) dependencies.
@@ -40,6 +40,9 @@ zoo: setup
 
 docs: setup
 	$(PY) -m toolchain.docs
+
+results: setup
+	$(PY) -m benchmarks.results
 
 clean:
 	rm -rf out .pytest_cache

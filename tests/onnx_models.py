@@ -32,3 +32,30 @@ def model(nodes, input_shape, output_shape, initializers=None, opset=17, path=No
 
 def rand(*shape, seed=0, low=-1.0, high=1.0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)
+
+
+def qcfs_chain(source: str, out: str, lam: float, levels: int, tag: str) -> list:
+    """The QCFS activation as ONNX nodes: λ/L · clip(floor(x·L/λ + 1/2), 0, L)."""
+    return [
+        helper.make_node("Mul", [source, f"{tag}_a"], [f"{tag}_1"]),
+        helper.make_node("Add", [f"{tag}_1", "half"], [f"{tag}_2"]),
+        helper.make_node("Floor", [f"{tag}_2"], [f"{tag}_3"]),
+        helper.make_node("Clip", [f"{tag}_3", "zero", f"{tag}_L"], [f"{tag}_4"]),
+        helper.make_node("Mul", [f"{tag}_4", f"{tag}_b"], [out]),
+    ], {f"{tag}_a": np.float32(levels / lam), f"{tag}_L": np.float32(levels), f"{tag}_b": np.float32(lam / levels)}
+
+
+def residual_cnn(path, levels: int = 8):
+    """conv → QCFS → avgpool → [conv → (+ identity shortcut) → QCFS] → flatten → fc: pooling and a residual add."""
+    nodes, inits = [], {"half": np.float32(0.5), "zero": np.float32(0.0)}
+    nodes.append(helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]))
+    chain, consts = qcfs_chain("c1", "a1", 1.2, levels, "a")
+    nodes += chain + [helper.make_node("AveragePool", ["a1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2])]
+    inits.update(consts)
+    nodes += [helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Add", ["c2", "p1"], ["s"])]
+    chain, consts = qcfs_chain("s", "a2", 0.9, levels, "b")
+    nodes += chain + [helper.make_node("Flatten", ["a2"], ["f"]), helper.make_node("Gemm", ["f", "wo", "bo"], ["y"], transB=1)]
+    inits.update(consts)
+    inits.update(w1=rand(4, 1, 3, 3, seed=1), b1=rand(4, seed=2, low=0, high=0.3), w2=rand(4, 4, 3, 3, seed=3) / 2,
+                 b2=rand(4, seed=4, low=0, high=0.2), wo=rand(10, 4 * 4 * 4, seed=5), bo=rand(10, seed=6))
+    return model(nodes, (1, 8, 8), (10,), inits, path=path)

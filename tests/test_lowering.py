@@ -8,22 +8,11 @@ from onnx import helper
 
 from targets.reference import ReferenceRuntime
 from targets.reference.ann import evaluate_ann
-from tests.onnx_models import model, rand
+from tests.onnx_models import model, qcfs_chain, rand
 from toolchain.frontend import import_onnx
 from toolchain.graph import Activation
 from toolchain.nir_conventions import differences, read_graph, snnc_metadata
 from toolchain.passes import canonicalise, lower_to_nir
-
-
-def _qcfs_chain(source: str, out: str, lam: float, levels: int, tag: str) -> list:
-    """The QCFS activation as ONNX nodes: λ/L · clip(floor(x·L/λ + 1/2), 0, L)."""
-    return [
-        helper.make_node("Mul", [source, f"{tag}_a"], [f"{tag}_1"]),
-        helper.make_node("Add", [f"{tag}_1", "half"], [f"{tag}_2"]),
-        helper.make_node("Floor", [f"{tag}_2"], [f"{tag}_3"]),
-        helper.make_node("Clip", [f"{tag}_3", "zero", f"{tag}_L"], [f"{tag}_4"]),
-        helper.make_node("Mul", [f"{tag}_4", f"{tag}_b"], [out]),
-    ], {f"{tag}_a": np.float32(levels / lam), f"{tag}_L": np.float32(levels), f"{tag}_b": np.float32(lam / levels)}
 
 
 def _branchy_model(tmp_path, levels):
@@ -35,7 +24,7 @@ def _branchy_model(tmp_path, levels):
     nodes, inits = [], {"half": np.float32(0.5), "zero": np.float32(0.0)}
     for tag, lam, w in (("p", 1.5, "wp"), ("q", 0.7, "wq")):
         nodes.append(helper.make_node("Conv", ["x", w], [f"{tag}c"], pads=[1, 1, 1, 1]))
-        chain, consts = _qcfs_chain(f"{tag}c", f"{tag}o", lam, levels, tag)
+        chain, consts = qcfs_chain(f"{tag}c", f"{tag}o", lam, levels, tag)
         nodes += chain
         inits.update(consts)
     nodes += [

@@ -8,6 +8,8 @@ import sys
 
 from toolchain.errors import SnncError
 
+CHECK_FAILED = 1  # the compile worked but a target disagreed with the reference; the report says where
+
 
 def _threads(value: str) -> int:
     number = int(value)
@@ -17,7 +19,7 @@ def _threads(value: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from toolchain.driver import GN_FORMS, TARGETS
+    from toolchain.driver import GN_FORMS, LAVA_TAGS, PRECISIONS, TARGETS
     from toolchain.neurons.gn import DEFAULT_TAU
     from toolchain.frontend.onnx_import import MAXPOOL_MODES
     from toolchain.neurons import model_names
@@ -41,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--gn-form", default=None, choices=GN_FORMS,
                       help="group neurons as graded compact neurons or as tau binary IF members (default: compact, expanded when a target needs binary spikes)")
     comp.add_argument("--target", default="reference", help=f"comma-separated targets from {', '.join(TARGETS)} (default: reference)")
+    comp.add_argument("--precision", default="float", choices=PRECISIONS,
+                      help="reference runtime arithmetic: float, or loihi (8-bit weights, integer state; exact chip semantics)")
+    comp.add_argument("--lava-samples", type=int, default=20, help="samples run through Lava for --target lava (default: 20)")
+    comp.add_argument("--lava-tag", default="fixed_pt", choices=LAVA_TAGS,
+                      help="Lava ProcessModels: fixed_pt (Loihi precision, checked bit for bit) or floating_pt (default: fixed_pt)")
     comp.add_argument("-o", "--output", default="out", help="output folder (default: out); replaced only when the compile succeeds")
     comp.add_argument("--percentile", type=float, default=99.9, help="percentile of ReLU activations used as threshold (default: 99.9)")
     comp.add_argument("--per-channel", action="store_true", help="calibrate ReLU thresholds per channel instead of per layer")
@@ -58,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _compile(args) -> None:
+def _compile(args) -> int:
     from toolchain.driver import CompileOptions, compile_model, parse_targets, parse_timesteps
 
     if args.percentile <= 0 or args.percentile > 100:
@@ -67,28 +74,36 @@ def _compile(args) -> None:
         neuron=args.neuron, targets=parse_targets(args.target), timesteps=parse_timesteps(args.timesteps),
         data=args.data, percentile=args.percentile, per_channel=args.per_channel,
         calibration_samples=args.calibration_samples, samples=args.samples, maxpool=args.maxpool,
-        threads=args.threads, batch_size=args.batch_size, gn_form=args.gn_form,
+        threads=args.threads, batch_size=args.batch_size, gn_form=args.gn_form, precision=args.precision,
+        lava_samples=args.lava_samples, lava_tag=args.lava_tag,
         neuron_options={"tau": args.tau} if args.neuron == "gn" else {},
     )
-    compile_model(args.model, args.output, options)
+    report = compile_model(args.model, args.output, options)
+    failed = [c["name"] for c in report.get("checks", []) if not c["passed"]]
+    if failed:
+        print(f"snnc: check failed: {', '.join(failed)} (see {args.output}/report.md)", file=sys.stderr)
+        return CHECK_FAILED
+    return 0
 
 
-def _inspect(args) -> None:
+def _inspect(args) -> int:
     from toolchain.inspect import inspect_model
 
     print(inspect_model(args.model, args.maxpool))
+    return 0
 
 
-def _run(args) -> None:
+def _run(args) -> int:
     from toolchain.driver import parse_timesteps, run_nir
 
     run_nir(args.nir_file, args.data, parse_timesteps(args.timesteps), args.output, args.samples, args.threads, args.batch_size)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"compile": _compile, "inspect": _inspect, "run": _run}[args.command](args)
+        return {"compile": _compile, "inspect": _inspect, "run": _run}[args.command](args)
     except SnncError as err:
         if args.debug:
             raise
@@ -97,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("snnc: interrupted; no output was written", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -17,12 +17,14 @@ from toolchain.frontend import import_onnx, load_onnx
 from toolchain.nir_conventions import differences, read_graph
 from toolchain.onnx_runtime import predict
 from toolchain.outdir import staged_output
-from toolchain.passes import calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir
-from toolchain.report import layer_table, markdown, target_entry, terminal, versions
+from toolchain.passes import calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir, quantize_loihi
+from toolchain.report import compare_runs, layer_table, markdown, target_entry, terminal, versions
 
 # What each target's neurons can emit per step: graded counts (compact group neurons) or binary spikes only.
-TARGETS = {"reference": "graded", "nir": "binary"}
+TARGETS = {"reference": "graded", "nir": "binary", "lava": "graded"}
 GN_FORMS = ("compact", "expanded")
+PRECISIONS = ("float", "loihi")
+LAVA_TAGS = ("fixed_pt", "floating_pt")
 
 
 @dataclass
@@ -40,6 +42,12 @@ class CompileOptions:
     batch_size: int | None = None
     neuron_options: dict = field(default_factory=dict)
     gn_form: str | None = None
+    precision: str = "float"
+    lava_samples: int = 20
+    lava_tag: str = "fixed_pt"
+
+    def needs_loihi_graph(self) -> bool:
+        return self.precision == "loihi" or ("lava" in self.targets and self.lava_tag == "fixed_pt")
 
     def resolved_gn_form(self) -> str | None:
         """compact or expanded for group neurons: the user's choice, else expanded if a target needs binary spikes."""
@@ -60,6 +68,12 @@ def parse_timesteps(text: str) -> tuple[int, ...]:
     if not values or values[0] < 1:
         raise SnncError(f"--timesteps takes positive integers separated by commas, e.g. 1,2,4,8 (got '{text}')")
     return values
+
+
+def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    if value not in choices:
+        raise SnncError(f"{option} must be one of {', '.join(choices)} (got '{value}')")
+    return value
 
 
 def parse_targets(text: str) -> tuple[str, ...]:
@@ -104,10 +118,11 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
     dataset, x, y = _test_split(options.data, graph.input_shape, options.samples)
     calibration = fit_to_input(dataset.x_train[: options.calibration_samples], graph.input_shape, options.data)
     graph = calibrate_thresholds(graph, model, calibration, options.percentile, options.per_channel, options.threads)
-    snn = lower_to_nir(graph, options.neuron, options.neuron_options)
+    compact = lower_to_nir(graph, options.neuron, options.neuron_options)
     gn_form = options.resolved_gn_form()
-    if gn_form == "expanded":
-        snn = expand_group_neurons(snn)
+    finish = expand_group_neurons if gn_form == "expanded" else (lambda g: g)
+    snn = finish(compact)
+    loihi = finish(quantize_loihi(compact)) if options.needs_loihi_graph() else None
 
     report = {
         "neuron": options.neuron,
@@ -119,23 +134,58 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
         "notes": list(graph.notes),
     }
     with staged_output(outdir) as folder:
-        nir.write(str(folder / "model.nir"), snn)
-        written = read_graph(folder / "model.nir")
-        mismatch = differences(snn, written)
-        if mismatch:
-            raise AssertionError(f"model.nir does not read back as the compiled network: {mismatch[:5]}")
+        written = _write_and_check(snn, folder / "model.nir")
+        written_loihi = _write_and_check(loihi, folder / "model_loihi.nir") if loihi is not None else None
         ann_predictions = predict(model, x, options.threads)
         report["ann"] = {"accuracy": float((ann_predictions == y).mean())}
         report["layers"] = layer_table(written)
         report["targets"] = {}
-        if "reference" in options.targets:
-            report["targets"]["reference"] = _simulate(written, x, y, ann_predictions, options)
+        report["checks"] = []
+        if written_loihi is not None:
+            report["quantization"] = {"weight_error": dict(written_loihi.metadata["snnc"].get("weight_error", {}))}
+        # Lava runs a few samples; the reference gives the full-set figures beside it, at both precisions.
+        if "reference" in options.targets or "lava" in options.targets:
+            graph_for_reference = written_loihi if options.precision == "loihi" else written
+            report["targets"]["reference"] = _simulate(graph_for_reference, x, y, ann_predictions, options)
+            report["targets"]["reference"]["precision"] = options.precision
+            if written_loihi is not None and options.precision != "loihi":
+                report["targets"]["reference-loihi"] = _simulate(written_loihi, x, y, ann_predictions, options)
+                report["targets"]["reference-loihi"]["precision"] = "loihi"
+        if "lava" in options.targets:
+            lava_graph = written_loihi if options.lava_tag == "fixed_pt" else written
+            entry, check = _lava(lava_graph, x, y, ann_predictions, options)
+            report["targets"]["lava"] = entry
+            report["checks"].append(check)
         if "nir" in options.targets:
             report["nir"] = {"file": "model.nir", "nodes": len(written.nodes), "read_back_identical": True}
         _write_reports(folder, report)
     echo(terminal(report))
     echo(f"wrote {outdir}/model.nir, {outdir}/report.json, {outdir}/report.md")
     return report
+
+
+def _write_and_check(graph: nir.NIRGraph, path: Path) -> nir.NIRGraph:
+    """Write a NIR file and read it back; everything downstream runs on what was read."""
+    nir.write(str(path), graph)
+    written = read_graph(path)
+    mismatch = differences(graph, written)
+    if mismatch:
+        raise AssertionError(f"{path.name} does not read back as the compiled network: {mismatch[:5]}")
+    return written
+
+
+def _lava(graph: nir.NIRGraph, x, y, ann_predictions, options: CompileOptions) -> tuple[dict, dict]:
+    """Run the first --lava-samples samples in Lava and in the reference runtime at the same precision; compare."""
+    from targets.lava import run_lava
+
+    count = min(options.lava_samples, len(x))
+    x_lava, y_lava, timesteps = x[:count], y[:count], max(options.timesteps)
+    lava = run_lava(graph, x_lava, timesteps, options.lava_tag)
+    reference = ReferenceRuntime(graph, threads=options.threads).run(x_lava, timesteps, label="reference (Lava's samples)")
+    entry = target_entry(lava, y_lava, list(options.timesteps), ann_predictions[:count])
+    entry.update(tag=options.lava_tag, precision="loihi" if options.lava_tag == "fixed_pt" else "float")
+    return entry, compare_runs("lava", lava, reference, options.lava_tag == "fixed_pt")
+
 
 
 def run_nir(nir_path: str, data: str, timesteps: tuple[int, ...], outdir: str | None, samples: int | None,
@@ -154,8 +204,7 @@ def run_nir(nir_path: str, data: str, timesteps: tuple[int, ...], outdir: str | 
         "data": {"name": data, "test_samples": int(len(x)), "calibration_samples": 0},
         "versions": versions(), "notes": [], "layers": layer_table(snn), "targets": {"reference": entry},
     }
-    echo("\n".join(f"T={t}: accuracy {100 * entry['accuracy'][str(t)]:.2f} %" for t in timesteps))
-    echo(f"{entry['spikes_per_inference']:.1f} spikes per inference over {max(timesteps)} steps")
+    echo("\n".join(f"T={t}: accuracy {100 * entry['accuracy'][str(t)]:.2f} %, {entry['spikes_per_inference'][str(t)]:.0f} spikes per inference" for t in timesteps))
     if outdir:
         with staged_output(outdir) as folder:
             (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")

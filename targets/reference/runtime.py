@@ -9,6 +9,10 @@ Speed comes from two facts. Linear ops are time-invariant, so a (T, B, ...) sign
 (T·B, ...) batch and each layer is one matmul/conv call for all T steps. A signal that is the same at every
 step (the direct input and everything linear before the first neuron) is kept without a time axis and
 computed once. Only neurons loop over time, in place on one state tensor.
+
+Graphs quantized by `quantize_loihi` (metadata precision `loihi`) run in exact integer arithmetic (float64
+holds every value exactly): weights times 2^weight_exp, host-computed input currents rounded, membrane
+potentials saturating at 24 bits; the Lava target's fixed_pt models must match this bit for bit.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from toolchain.nir_conventions import snnc_metadata
 from toolchain.progress import progress
 
 MEMORY_BUDGET_BYTES = 512 * 2**20
+POTENTIAL_LIMIT = 2**23 - 1  # Loihi's 24-bit membrane state saturates here (loihi precision)
 
 
 @dataclass
@@ -37,12 +42,13 @@ class Signal:
 
 @dataclass
 class RunResult:
-    """Predictions after every prefix t = 1..T (shape (T, N)), the readout's final sums (N, classes), and total
-    spikes per spiking node."""
+    """Predictions after every prefix t = 1..T (shape (T, N)), the readout's final sums (N, classes), and spikes
+    per spiking layer: in total, and per time step summed over samples (shape (T,))."""
 
     predictions: np.ndarray
     readout: np.ndarray = field(repr=False)
     spikes: dict[str, int]
+    spikes_per_step: dict[str, np.ndarray] = field(repr=False)
     neurons: dict[str, int]
     samples: int
     timesteps: int
@@ -82,10 +88,12 @@ class ReferenceRuntime:
         if len(inputs) != 1 or len(outputs) != 1:
             raise SnncError(f"NIR graph has {len(inputs)} Input and {len(outputs)} Output nodes; snnc runs graphs with one of each")
         self.input, self.output = inputs[0], outputs[0]
+        self.precision = str((graph.metadata.get("snnc", {}) if isinstance(graph.metadata, dict) else {}).get("precision", "float"))
+        self.dtype = torch.float64 if self.precision == "loihi" else torch.float32
         self.spiking = [n for n in self.order if isinstance(graph.nodes[n], nir.IF)]
         # Expanded group neurons report as their group: spikes and neurons summed over the members.
         self.layer_of = {n: str(snnc_metadata(graph.nodes[n]).get("group", n)) for n in self.spiking}
-        self.params = {name: self._tensors_of(node) for name, node in graph.nodes.items()}
+        self.params = {name: self._tensors_of(node, self.dtype) for name, node in graph.nodes.items()}
         if threads:
             torch.set_num_threads(threads)
 
@@ -94,15 +102,20 @@ class ReferenceRuntime:
         return tuple(int(d) for d in np.asarray(self.graph.nodes[self.input].input_type["input"]).reshape(-1))
 
     @staticmethod
-    def _tensors_of(node) -> dict:
-        """The node's arrays as float32 torch tensors, converted once."""
-        as_tensor = lambda a: torch.from_numpy(np.array(a, np.float32))  # a writable copy
+    def _tensors_of(node, dtype=torch.float32) -> dict:
+        """The node's arrays as torch tensors, converted once; weights carry their 2^weight_exp."""
+        np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        as_tensor = lambda a: torch.from_numpy(np.array(a, np_dtype))  # a writable copy
+        meta = snnc_metadata(node)
+        gain = 2.0 ** int(meta.get("weight_exp", 0))
+        rounded = {"round_output": bool(meta.get("host", False))}
         if isinstance(node, (nir.Affine, nir.Linear)):
-            return {"weight": as_tensor(node.weight), "bias": as_tensor(node.bias) if isinstance(node, nir.Affine) else None}
+            bias = as_tensor(node.bias) if isinstance(node, nir.Affine) else None
+            return {"weight": as_tensor(np.asarray(node.weight) * gain), "bias": bias, **rounded}
         if isinstance(node, nir.Conv2d):
-            return {"weight": as_tensor(node.weight), "bias": as_tensor(node.bias)}
+            return {"weight": as_tensor(np.asarray(node.weight) * gain), "bias": as_tensor(node.bias), **rounded}
         if isinstance(node, nir.Scale):
-            return {"scale": as_tensor(node.scale)}
+            return {"scale": as_tensor(np.asarray(node.scale) * gain), **rounded}
         if isinstance(node, nir.IF):
             meta = snnc_metadata(node)
             shape = np.shape(node.v_threshold)
@@ -114,6 +127,7 @@ class ReferenceRuntime:
                 "subtract": str(meta.get("reset", "")) == "subtract",
                 "max_spikes": int(meta.get("max_spikes_per_step", 1)),
                 "unit_r": bool(np.all(np.asarray(node.r) == 1)),
+                "saturate": dtype == torch.float64,
             }
         if isinstance(node, nir.I):
             return {"r": as_tensor(node.r)}
@@ -132,26 +146,27 @@ class ReferenceRuntime:
         if tuple(x.shape[1:]) != self.input_shape:
             raise SnncError(f"input samples have shape {tuple(x.shape[1:])}, but the NIR graph expects {self.input_shape}")
         batch_size = batch_size or self.batch_size_for(timesteps)
-        predictions, finals, spikes = [], [], {layer: 0.0 for layer in self.layer_of.values()}
+        predictions, finals = [], []
+        per_step = {layer: np.zeros(timesteps) for layer in self.layer_of.values()}
         starts = range(0, len(x), batch_size)
         with torch.inference_mode():
             for start in progress(starts, label, total=len(starts)):
-                batch = torch.from_numpy(np.ascontiguousarray(x[start: start + batch_size], np.float32))
+                batch = torch.from_numpy(np.array(x[start: start + batch_size])).to(self.dtype)
                 readout, counts = self._run_batch(batch, timesteps)
                 predictions.append(readout.argmax(-1).numpy())
                 finals.append(readout[-1].numpy())
                 for name, count in counts.items():
-                    spikes[self.layer_of[name]] += count
-        neurons = {layer: 0 for layer in spikes}
+                    per_step[self.layer_of[name]] += count
+        neurons = {layer: 0 for layer in per_step}
         for name in self.spiking:
             neurons[self.layer_of[name]] += int(np.prod(np.shape(self.graph.nodes[name].v_threshold)))
         return RunResult(
-            predictions=np.concatenate(predictions, axis=1), readout=np.concatenate(finals), spikes={n: int(round(c)) for n, c in spikes.items()},
-            neurons=neurons, samples=len(x), timesteps=timesteps,
+            predictions=np.concatenate(predictions, axis=1), readout=np.concatenate(finals),
+            spikes={n: int(round(c.sum())) for n, c in per_step.items()}, spikes_per_step=per_step, neurons=neurons, samples=len(x), timesteps=timesteps,
         )
 
-    def _run_batch(self, batch: torch.Tensor, timesteps: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """Readout running sums (T, B, classes) and spike totals for one batch."""
+    def _run_batch(self, batch: torch.Tensor, timesteps: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+        """Readout running sums (T, B, classes) and each spiking node's spikes per step (T,) for one batch."""
         signals: dict[str, Signal] = {}
         remaining_reads = {n: sum(n in p for p in self.preds.values()) for n in self.order}
         counts = {}
@@ -170,7 +185,7 @@ class ReferenceRuntime:
                 break
             signals[name] = self._apply(name, node, incoming, timesteps)
             if isinstance(node, nir.IF):
-                counts[name] = float(signals[name].data.sum(dtype=torch.float64))
+                counts[name] = signals[name].data.reshape(timesteps, -1).sum(1, dtype=torch.float64).numpy()
         data = readout.data if readout.temporal else readout.data.expand(timesteps, *readout.data.shape)
         if not isinstance(self.graph.nodes[self.preds[self.output][0]], nir.I):
             data = data.cumsum(0)
@@ -199,6 +214,8 @@ class ReferenceRuntime:
         if lead is not None:
             data = data.reshape(-1, *data.shape[2:])  # fold time into the batch
         data = self._linear(node, p, data)
+        if p.get("round_output"):
+            data = torch.round(data)
         if lead is not None:
             data = data.reshape(*lead, *data.shape[1:])
         return Signal(data, signal.temporal)
@@ -238,6 +255,8 @@ class ReferenceRuntime:
                 v += drive
             else:
                 v += x[t] if p["unit_r"] else x[t] * p["r"]
+            if p.get("saturate"):
+                v.clamp_(-POTENTIAL_LIMIT, POTENTIAL_LIMIT)
             n = out[t]
             if p["subtract"]:
                 if p["max_spikes"] == 1:

@@ -5,6 +5,7 @@ from toolchain.passes.calibrate_thresholds import calibrate_thresholds
 from toolchain.passes.expand_group_neurons import expand_group_neurons
 from toolchain.passes.fold_channel_affine import fold_channel_affine
 from toolchain.passes.lower_to_nir import lower_to_nir
+from toolchain.passes.quantize_loihi import quantize_loihi
 from toolchain.passes.recognise_activations import recognise_activations
 from toolchain.passes.remove_identities import remove_identities
 
@@ -15,4 +16,4 @@ def canonicalise(graph: AnnGraph) -> AnnGraph:
     return verify(graph, allowed_ops=CANONICAL_OPS)
 
 
-__all__ = ["calibrate_thresholds", "canonicalise", "expand_group_neurons", "fold_channel_affine", "lower_to_nir", "recognise_activations", "remove_identities"]
+__all__ = ["calibrate_thresholds", "canonicalise", "expand_group_neurons", "fold_channel_affine", "lower_to_nir", "quantize_loihi", "recognise_activations", "remove_identities"]

@@ -7,7 +7,7 @@ with accuracies as fractions in [0, 1]; the rest (layers, firing rates, agreemen
 in docs/report.md. Nothing time-dependent goes into report.json, so identical inputs give identical bytes.
 """
 
-from toolchain.report.build import layer_table, target_entry, versions
+from toolchain.report.build import compare_runs, layer_table, target_entry, versions
 from toolchain.report.render import markdown, terminal
 
-__all__ = ["layer_table", "markdown", "target_entry", "terminal", "versions"]
+__all__ = ["compare_runs", "layer_table", "markdown", "target_entry", "terminal", "versions"]

@@ -58,7 +58,12 @@ def target_entry(result: RunResult, labels: np.ndarray, timesteps: list[int], an
     """A target's report entry: accuracy and agreement with the ANN per T, spikes and firing rate per layer."""
     accuracy = result.accuracy(labels)
     agreement = (result.predictions == ann_predictions[None, :]).mean(axis=1)
-    total_spikes = sum(result.spikes.values())
+    if result.spikes_per_step:
+        spikes_by_prefix = np.cumsum(sum(result.spikes_per_step.values(), np.zeros(result.timesteps)))
+        spike_steps = timesteps
+    else:  # a target that counts spikes per sample window only (Lava)
+        spikes_by_prefix = np.full(result.timesteps, float(sum(result.spikes.values())))
+        spike_steps = [result.timesteps]
     return {
         "samples": int(result.samples),
         "accuracy": {str(t): float(accuracy[t - 1]) for t in timesteps},
@@ -68,6 +73,34 @@ def target_entry(result: RunResult, labels: np.ndarray, timesteps: list[int], an
             name: float(count / (result.neurons[name] * result.timesteps * max(result.samples, 1)))
             for name, count in result.spikes.items()
         },
-        "spikes_per_inference": float(total_spikes / max(result.samples, 1)),
+        "spikes_per_inference": {str(t): float(spikes_by_prefix[t - 1] / max(result.samples, 1)) for t in spike_steps},
         "simulated_timesteps": int(result.timesteps),
     }
+
+
+def compare_runs(target: str, run: RunResult, reference: RunResult, exact: bool) -> dict:
+    """A cross-target check on the same samples: spikes per layer, predictions after every step, readout sums.
+
+    exact (integer precision): everything must be identical. Otherwise (float) spikes per layer may differ by
+    FLOAT_SPIKE_TOLERANCE of the reference's count and the readout by FLOAT_READOUT_TOLERANCE (relative), as
+    float64 (Lava) and float32 (reference) round differently near thresholds.
+    """
+    layers = {}
+    for layer, expected in reference.spikes.items():
+        got = run.spikes.get(layer, -1)
+        agree = got == expected if exact else abs(got - expected) <= FLOAT_SPIKE_TOLERANCE * max(expected, 1)
+        layers[layer] = {"reference": int(expected), target: int(got), "agree": bool(agree)}
+    predictions_agree = float((run.predictions == reference.predictions).mean())
+    scale = max(float(np.abs(reference.readout).max()), 1e-12)
+    readout_gap = float(np.abs(run.readout - reference.readout).max() / scale)
+    passed = all(v["agree"] for v in layers.values()) and (
+        predictions_agree == 1.0 and readout_gap == 0.0 if exact else readout_gap <= FLOAT_READOUT_TOLERANCE)
+    return {
+        "name": f"{target} vs reference", "mode": "exact" if exact else "tolerance", "samples": int(run.samples),
+        "spikes_per_layer": layers, "predictions_agree": predictions_agree, "readout_max_relative_gap": readout_gap,
+        "passed": bool(passed),
+    }
+
+
+FLOAT_SPIKE_TOLERANCE = 0.01
+FLOAT_READOUT_TOLERANCE = 1e-3

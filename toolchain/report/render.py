@@ -14,15 +14,16 @@ def _pct(value) -> str:
 
 
 def accuracy_rows(report: dict) -> tuple[list[str], list[list[str]]]:
-    targets = list(report["targets"])
-    header = ["T", "ANN"] + [f"SNN {t}" for t in targets] + [f"Δ {t}" for t in targets] + [f"agree {t}" for t in targets]
+    """One row per target (the ANN first): accuracy after each T, agreement with the ANN and spikes at the largest T."""
+    steps = report["timesteps"]
+    last = str(max(steps))
+    header = ["", "precision", "samples"] + [f"T={t}" for t in steps] + [f"agree T={last}", f"spikes/inf T={last}"]
     ann = report["ann"]["accuracy"]
-    rows = []
-    for t in report["timesteps"]:
-        accs = [report["targets"][n]["accuracy"].get(str(t)) for n in targets]
-        deltas = [f"{100 * (a - ann):+.2f}" for a in accs]
-        agree = [_pct(report["targets"][n]["agreement_with_ann"].get(str(t))) for n in targets]
-        rows.append([str(t), _pct(ann)] + [_pct(a) for a in accs] + deltas + agree)
+    rows = [["ANN (onnxruntime)", "float", str(report["data"]["test_samples"])] + [_pct(ann)] * len(steps) + ["", ""]]
+    for name, entry in report["targets"].items():
+        rows.append([f"SNN {name}", entry.get("precision", "float"), str(entry["samples"])]
+                    + [_pct(entry["accuracy"].get(str(t))) for t in steps]
+                    + [_pct(entry["agreement_with_ann"].get(last)), _count(entry["spikes_per_inference"].get(last))])
     return header, rows
 
 
@@ -38,13 +39,29 @@ def spike_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _count(value) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
+def check_lines(report: dict) -> list[str]:
+    """Each cross-target check: a verdict line and its per-layer spike table."""
+    lines = []
+    for check in report.get("checks", []):
+        target = check["name"].split()[0]
+        verdict = "PASSED" if check["passed"] else "FAILED"
+        lines += ["", f"check {check['name']} ({check['mode']}, same {check['samples']} samples): {verdict}; "
+                      f"predictions agree {100 * check['predictions_agree']:.2f} %, readout gap {check['readout_max_relative_gap']:.2e}",
+                  *_table(["layer", "spikes reference", f"spikes {target}", "agree"],
+                          [[layer, str(v["reference"]), str(v[target]), "yes" if v["agree"] else "NO"]
+                           for layer, v in check["spikes_per_layer"].items()])]
+    return lines
+
+
 def terminal(report: dict) -> str:
     lines = [f"{report['model']['path']}  neuron={report['neuron']}  data={report['data']['name']} "
              f"({report['data']['test_samples']} test samples)"]
     if report["targets"]:
-        lines += ["", *_table(*accuracy_rows(report)), "", *_table(*spike_rows(report))]
-        for name, entry in report["targets"].items():
-            lines.append(f"{name}: {entry['spikes_per_inference']:.1f} spikes per inference over {entry['simulated_timesteps']} steps")
+        lines += ["", *_table(*accuracy_rows(report)), "", *_table(*spike_rows(report)), *check_lines(report)]
     lines += [f"note: {n}" for n in report["notes"]]
     return "\n".join(lines)
 
@@ -67,8 +84,11 @@ def markdown(report: dict) -> str:
                   "Accuracy after T steps (argmax of the readout's running sum), its difference from the ANN in points, "
                   "and the share of samples where the SNN predicts what the ANN predicts.", "",
                   *_table(*accuracy_rows(report)), "", "## Spikes per layer", "",
-                  "Total spikes over all test samples and the firing rate (spikes per neuron per time step).", "",
+                  "Total spikes over each target's samples and the firing rate (spikes per neuron per time step).", "",
                   *_table(*spike_rows(report))]
+    if report.get("checks"):
+        lines += ["", "## Cross-target checks", "", "Each check runs the same samples on both sides at the same precision "
+                  "(exact: identical spikes, predictions and readout; tolerance: see docs/targets.md).", *check_lines(report)]
     lines += ["", "## Layers", "", *_table(
         ["layer", "ONNX node", "activation", "λ", "L", "neurons"],
         [[r["name"], r["onnx_node"], r["activation"], _threshold(r["threshold"]), str(r["levels"] or "—"), str(r["neurons"])]

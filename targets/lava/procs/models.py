@@ -1,0 +1,183 @@
+"""ProcessModels of snnc's Lava processes: `floating_pt` (float64) and `fixed_pt` (integers, Loihi-exact)."""
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from targets.lava.procs.processes import CurrentSource, DelayLine, Multiply, Readout, SoftResetNeuron
+
+POTENTIAL_LIMIT = 2**23 - 1
+
+
+def _window(model) -> tuple[int, int]:
+    """(k, step within window) of the current step for a process `delay` steps downstream; k < 0 before."""
+    elapsed = model.time_step - 1 - model.proc_params["delay"]
+    return (elapsed // model.proc_params["period"], elapsed % model.proc_params["period"]) if elapsed >= 0 else (-1, 0)
+
+
+class _CurrentSourceModel(PyLoihiProcessModel):
+    def run_spk(self):
+        k = (self.time_step - 1) // self.proc_params["period"]
+        self.a_out.send(self.currents[k] if k < len(self.currents) else np.zeros_like(self.currents[0]))
+
+
+@implements(proc=CurrentSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyCurrentSourceFloat(_CurrentSourceModel):
+    currents: np.ndarray = LavaPyType(np.ndarray, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+
+@implements(proc=CurrentSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyCurrentSourceFixed(_CurrentSourceModel):
+    currents: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+
+class _SoftResetNeuronModel(PyLoihiProcessModel):
+    def spike_count(self, v):
+        raise NotImplementedError
+
+    def run_spk(self):
+        a = self.a_in.recv()
+        k, step = _window(self)
+        if k >= 0 and step == 0:
+            self.v[:] = self.v_init
+        self.v[:] = self.v + a + self.bias
+        if self.proc_params["saturate"]:
+            np.clip(self.v, -POTENTIAL_LIMIT, POTENTIAL_LIMIT, out=self.v)
+        n = self.spike_count(self.v)
+        self.v[:] = self.v - n * self.threshold
+        if 0 <= k < self.proc_params["windows"]:
+            self.counts[k] += int(n.sum())
+        self.s_out.send(n)
+
+
+@implements(proc=SoftResetNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySoftResetNeuronFloat(_SoftResetNeuronModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    v_init: np.ndarray = LavaPyType(np.ndarray, float)
+    threshold: np.ndarray = LavaPyType(np.ndarray, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def spike_count(self, v):
+        return np.clip(np.floor(v / self.threshold), 0, self.proc_params["max_spikes"])
+
+
+@implements(proc=SoftResetNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySoftResetNeuronFixed(_SoftResetNeuronModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    v_init: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    threshold: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def spike_count(self, v):
+        return np.clip(np.floor_divide(v, self.threshold), 0, self.proc_params["max_spikes"]).astype(np.int32)
+
+
+class _ReadoutModel(PyLoihiProcessModel):
+    def run_spk(self):
+        a = self.a_in.recv()
+        k, step = _window(self)
+        if k < 0 or k >= self.proc_params["windows"]:
+            return
+        if step == 0:
+            self.total[:] = 0
+        self.total[:] = self.total + a + self.bias
+        self.predictions[k, step] = int(np.argmax(self.total))
+        if step == self.proc_params["period"] - 1:
+            self.sums[k] = self.total
+
+
+@implements(proc=Readout, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyReadoutFloat(_ReadoutModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    total: np.ndarray = LavaPyType(np.ndarray, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    predictions: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    sums: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+@implements(proc=Readout, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyReadoutFixed(_ReadoutModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    total: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    predictions: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    sums: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+class _MultiplyModel(PyLoihiProcessModel):
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.pending = None
+
+    def run_spk(self):
+        s = self.s_in.recv()
+        self.a_out.send(self.pending if self.pending is not None else np.zeros_like(self.weights))
+        self.pending = self.weights * s * (2 ** self.proc_params["weight_exp"])
+
+
+@implements(proc=Multiply, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyMultiplyFloat(_MultiplyModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    weights: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+@implements(proc=Multiply, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyMultiplyFixed(_MultiplyModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    weights: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+
+
+class _DelayLineModel(PyLoihiProcessModel):
+    def run_spk(self):
+        s = self.s_in.recv()
+        slot = (self.time_step - 1) % self.proc_params["steps"]
+        self.a_out.send(self.buffer[slot].copy())
+        self.buffer[slot] = s
+
+
+@implements(proc=DelayLine, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyDelayLineFloat(_DelayLineModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    buffer: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+@implements(proc=DelayLine, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDelayLineFixed(_DelayLineModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    buffer: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
