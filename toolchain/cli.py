@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--tau", type=int, default=DEFAULT_TAU, help=f"members per group neuron, for --neuron gn (default: {DEFAULT_TAU})")
     comp.add_argument("--gn-form", default=None, choices=GN_FORMS,
                       help="group neurons as graded compact neurons or as tau binary IF members (default: compact, expanded when a target needs binary spikes)")
+    comp.add_argument("--seed", type=int, default=0, help="seed of tpp's Bernoulli draws (default: 0)")
+    comp.add_argument("--cycle", type=int, default=None, help="bsnn's cycle length in steps (default: 4); --timesteps must be multiples")
     comp.add_argument("--target", default="reference", help=f"comma-separated targets from {', '.join(TARGETS)} (default: reference)")
     comp.add_argument("--precision", default="float", choices=PRECISIONS,
                       help="reference runtime arithmetic: float, or loihi (8-bit weights, integer state; exact chip semantics)")
@@ -76,7 +78,7 @@ def _compile(args) -> int:
         calibration_samples=args.calibration_samples, samples=args.samples, maxpool=args.maxpool,
         threads=args.threads, batch_size=args.batch_size, gn_form=args.gn_form, precision=args.precision,
         lava_samples=args.lava_samples, lava_tag=args.lava_tag,
-        neuron_options={"tau": args.tau} if args.neuron == "gn" else {},
+        neuron_options=_neuron_options(args),
     )
     report = compile_model(args.model, args.output, options)
     failed = [c["name"] for c in report.get("checks", []) if not c["passed"]]
@@ -84,6 +86,19 @@ def _compile(args) -> int:
         print(f"snnc: check failed: {', '.join(failed)} (see {args.output}/report.md)", file=sys.stderr)
         return CHECK_FAILED
     return 0
+
+
+def _neuron_options(args) -> dict:
+    """The options that belong to the chosen neuron model."""
+    if args.neuron == "gn":
+        return {"tau": args.tau}
+    if args.neuron == "tpp":
+        return {"seed": args.seed}
+    if args.neuron == "bsnn" and args.cycle is not None:
+        if args.cycle < 1:
+            raise SnncError(f"--cycle must be a positive number of steps (got {args.cycle})")
+        return {"cycle": args.cycle}
+    return {}
 
 
 def _inspect(args) -> int:

@@ -27,12 +27,14 @@ class Activation:
     qcfs:  y = (λ/L) · clip(floor(x·L/λ + 1/2), 0, L)      threshold λ, L levels (Bu et al., ICLR 2022)
 
     `threshold` is a scalar or one value per channel (axis 0 of the per-sample shape); None until
-    calibration sets it for relu.
+    calibration sets it for relu. `amplitude` (per channel), when set, is the value one spike carries instead
+    of the threshold (distribution-aware calibration's θ + φ).
     """
 
     kind: str
     threshold: Union[float, np.ndarray, None] = None
     levels: Union[int, None] = None
+    amplitude: Union[np.ndarray, None] = None
 
 
 @dataclass(eq=False)

@@ -10,6 +10,10 @@ start at v_init and may emit several spikes per step. Each node therefore carrie
 | v_init               | IF         | initial membrane potential, array of the layer's shape             |
 | max_spikes_per_step  | IF         | m: spikes a neuron may emit in one step (1 for binary IF)           |
 | threshold, levels    | IF         | the ANN activation's λ (scalar or per channel) and QCFS level count |
+| schedule             | IF         | `two_phase`: integrate a window, then fire (parallel, tpp, bsnn)    |
+| fire_rule, cycle     | IF         | two-phase rule (`deterministic`, `bernoulli`) and cycle (0 = T)     |
+| seed                 | IF         | seed of the Bernoulli draws (`tpp`)                                 |
+| group, member(s)     | IF         | an expanded group neuron's layer name and member index              |
 | role                 | I          | `readout`: the non-spiking integrator summing the last layer        |
 | onnx_node            | any        | the ONNX node the NIR node came from                                |
 
@@ -20,11 +24,16 @@ is its spike count, which is also what NIR's standard meaning gives.
 from __future__ import annotations
 
 import dataclasses
+import graphlib
+import math
 
+import h5py
 import nir
 import numpy as np
 
 from toolchain.errors import SnncError
+from toolchain.frontend.onnx_load import MAX_TENSOR_BYTES, error_summary
+from toolchain.graph import conv_output_hw
 
 KEY = "snnc"
 SUPPORTED_NODES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d,
@@ -44,17 +53,193 @@ def normalise(node: nir.NIRNode) -> nir.NIRNode:
 
 
 def read_graph(path) -> nir.NIRGraph:
-    """Read a NIR file and check that every node is one the reference runtime runs."""
+    """Read a NIR file and check it is a graph the reference runtime can run: only supported node types,
+    numeric finite parameters, snnc metadata of the documented types, one Input and one Output, no cycles,
+    and shapes that agree along every edge. Anything else is an SnncError naming the file and the node."""
+    _refuse_huge_datasets(path)
     try:
-        graph = nir.read(str(path))
-    except (OSError, KeyError, AssertionError, ValueError, TypeError) as err:
-        raise SnncError(f"{path}: not a readable NIR file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); pass a model.nir written by snnc or another NIR exporter")
+        # NIR 1.0.8's own type check takes weight.shape[1] as a grouped convolution's input channels and so
+        # rejects valid files; _check_shapes checks the same edges with the right rule.
+        graph = nir.read(str(path), type_check=False)
+    except (OSError, KeyError, AssertionError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise SnncError(f"{path}: not a readable NIR file ({type(err).__name__}: {error_summary(err)}); {_PASS_NIR}")
+    if not isinstance(graph, nir.NIRGraph) or not isinstance(graph.metadata, dict):
+        raise SnncError(f"{path}: not a NIR graph (its top node is a {type(graph).__name__}); {_PASS_NIR}")
     for name, node in graph.nodes.items():
         if not isinstance(node, SUPPORTED_NODES):
             supported = ", ".join(t.__name__ for t in SUPPORTED_NODES)
             raise SnncError(f"{path}: node '{name}' is a NIR {type(node).__name__}, which snnc does not run; supported: {supported}")
+        try:
+            _check_fields(node)
+        except ValueError as err:
+            raise SnncError(f"{path}: node '{name}' ({type(node).__name__}) {err}; {_PASS_NIR}")
         normalise(node)
+    _check_shapes(graph, path)
     return graph
+
+
+_PASS_NIR = "pass a model.nir written by snnc compile or a valid NIR export"
+_ARRAYS = {nir.Affine: ("weight", "bias"), nir.Linear: ("weight",), nir.Conv2d: ("weight", "bias"), nir.Scale: ("scale",),
+           nir.IF: ("r", "v_threshold", "v_reset"), nir.I: ("r",)}
+_METADATA_TYPES = {"v_init": "numbers", "threshold": "numbers", "max_spikes_per_step": "count", "levels": "count"}
+
+
+def _refuse_huge_datasets(path) -> None:
+    """Refuse before reading: a few compressed bytes of HDF5 can declare a dataset of terabytes."""
+    def check(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset) and item.size * item.dtype.itemsize > MAX_TENSOR_BYTES:
+            raise SnncError(
+                f"{path}: dataset '{name}' declares shape {item.shape} ({item.size * item.dtype.itemsize / 2**30:.1f} GiB); "
+                f"snnc reads arrays up to {MAX_TENSOR_BYTES // 2**30} GiB, so this file is damaged or not for snnc"
+            )
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(check)
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as err:
+        raise SnncError(f"{path}: not a readable NIR file ({type(err).__name__}: {error_summary(err)}); {_PASS_NIR}")
+
+
+def _numbers(value, what: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf" or not np.isfinite(array).all():
+        raise ValueError(f"has a {what} that is not finite numbers")
+    return array
+
+
+def _ints(value, what: str, count: int, minimum: int = 1) -> tuple[int, ...]:
+    array = _numbers(value, what).reshape(-1)
+    if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
+        raise ValueError(f"has a {what} of non-integers {array.tolist()}")
+    if array.size not in (1, count) or (array < minimum).any():
+        raise ValueError(f"has {what} {array.tolist()}; expected {count} integers of at least {minimum}")
+    return tuple(int(v) for v in np.broadcast_to(array, count))
+
+
+def _check_fields(node: nir.NIRNode) -> None:
+    """Parameters the runtime converts to float tensors, a convolution's window (`normalise` makes it ints),
+    and the types of the snnc metadata the runtime and the report read."""
+    for field in _ARRAYS.get(type(node), ()):
+        _numbers(getattr(node, field), field)
+    if isinstance(node, nir.Conv2d):
+        if isinstance(node.padding, str):
+            raise ValueError(f"has padding '{node.padding}'; snnc runs explicit integer padding")
+        _ints(node.stride, "stride", 2)
+        _ints(node.dilation, "dilation", 2)
+        _ints(node.padding, "padding", 2, minimum=0)
+        _ints(node.groups, "groups", 1)
+    if not isinstance(node.metadata, dict) or not isinstance(node.metadata.get(KEY, {}), dict):
+        raise ValueError(f"has metadata that is not a mapping (snnc keeps its own under '{KEY}')")
+    for key, kind in _METADATA_TYPES.items():
+        if key in snnc_metadata(node):
+            value = snnc_metadata(node)[key]
+            if kind == "numbers":
+                _numbers(value, f"metadata '{key}'")
+            else:
+                _ints(value, f"metadata '{key}'", 1, minimum=0)
+
+
+def _shape_of(node: nir.NIRNode, port: str) -> tuple[int, ...]:
+    types = node.input_type if port == "input" else node.output_type
+    value = types.get(port) if isinstance(types, dict) else None
+    if value is None:
+        raise ValueError(f"declares no {port} shape")
+    return _ints(value, f"{port} shape", max(np.size(value), 1))
+
+
+def _broadcast_onto(value, shape: tuple[int, ...], what: str) -> None:
+    """The runtime multiplies or adds `value` into a tensor of `shape` in place, so it must not widen it."""
+    array_shape = np.shape(value)
+    if len(array_shape) > len(shape) or not all(a in (1, s) for a, s in zip(array_shape[::-1], shape[::-1])):
+        raise ValueError(f"has {what} of shape {array_shape}, which does not fit its input of shape {shape}")
+
+
+def _output_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The per-sample shape `node` hands on for an input of `shape`; ValueError says what does not fit."""
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        weight = np.shape(node.weight)
+        if len(weight) != 2 or shape != (weight[1],):
+            raise ValueError(f"has weights of shape {weight} for an input of shape {shape}")
+        if isinstance(node, nir.Affine) and np.shape(node.bias) != (weight[0],):
+            raise ValueError(f"has a bias of shape {np.shape(node.bias)} for {weight[0]} outputs")
+        return (weight[0],)
+    if isinstance(node, nir.Conv2d):
+        weight, groups = np.shape(node.weight), int(node.groups)
+        if len(weight) != 4 or len(shape) != 3 or shape[0] != weight[1] * groups or weight[0] % groups:
+            raise ValueError(f"has weights of shape {weight} in {groups} groups for an input of shape {shape}")
+        if np.shape(node.bias) != (weight[0],):
+            raise ValueError(f"has a bias of shape {np.shape(node.bias)} for {weight[0]} output channels")
+        return _window_output(shape, (weight[0],), weight[2:], node.stride, node.padding, node.dilation)
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+        if len(shape) != 3:
+            raise ValueError(f"pools an input of shape {shape}; it needs (channels, height, width)")
+        kernel, stride = _ints(node.kernel_size, "kernel_size", 2), _ints(node.stride, "stride", 2)
+        padding = _ints(node.padding, "padding", 2, minimum=0)
+        if any(2 * p > k for p, k in zip(padding, kernel)):
+            raise ValueError(f"pads {padding} more than half its window {kernel}")
+        return _window_output(shape, shape[:1], kernel, stride, padding, (1, 1))
+    if isinstance(node, nir.Flatten):
+        if _shape_of(node, "input") != shape:
+            raise ValueError(f"declares input shape {_shape_of(node, 'input')} but receives {shape}")
+        start, end = (_ints(d, name, 1, minimum=-len(shape))[0] for name, d in (("start_dim", node.start_dim), ("end_dim", node.end_dim)))
+        if start >= len(shape) or end >= len(shape) or start % len(shape) > end % len(shape):
+            raise ValueError(f"flattens dimensions {start}..{end} of a {len(shape)}-dimensional input")
+        start, end = start % len(shape), end % len(shape)
+        return (*shape[:start], int(np.prod(shape[start:end + 1])), *shape[end + 1:])
+    if isinstance(node, nir.Scale):
+        _broadcast_onto(node.scale, shape, "a scale")
+    if isinstance(node, nir.IF):
+        if np.shape(node.v_threshold) != shape:
+            raise ValueError(f"has thresholds of shape {np.shape(node.v_threshold)} for an input of shape {shape}")
+        for field in ("r", "v_reset"):
+            _broadcast_onto(getattr(node, field), shape, field)
+        _broadcast_onto(snnc_metadata(node).get("v_init", 0.0), shape, "metadata 'v_init'")
+    if isinstance(node, nir.I):
+        _broadcast_onto(node.r, shape, "r")
+    if isinstance(node, nir.Output) and int(np.prod(_shape_of(node, "output"))) != int(np.prod(shape)):
+        raise ValueError(f"declares output shape {_shape_of(node, 'output')} but receives {shape}")
+    return shape
+
+
+def _window_output(shape, channels, kernel, stride, padding, dilation) -> tuple[int, ...]:
+    hw = conv_output_hw(shape[1:], kernel, stride, padding, dilation)
+    if min(hw) < 1:
+        raise ValueError(f"has a window {tuple(kernel)} larger than its padded input {shape[1:]}")
+    return (*channels, *hw)
+
+
+def _check_shapes(graph: nir.NIRGraph, path) -> None:
+    """Walk the graph from its Input: every node must receive inputs of one shape that it can take."""
+    sources = {name: [] for name in graph.nodes}
+    for edge in graph.edges:
+        if len(edge) != 2 or any(end not in graph.nodes for end in edge):
+            raise SnncError(f"{path}: edge {tuple(edge)} names a node the graph does not have; {_PASS_NIR}")
+        sources[edge[1]].append(edge[0])
+    inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise SnncError(f"{path}: the graph has {len(inputs)} Input and {len(outputs)} Output nodes; snnc runs graphs with one of each")
+    try:
+        order = list(graphlib.TopologicalSorter(sources).static_order())
+    except graphlib.CycleError as err:
+        raise SnncError(f"{path}: the graph has a cycle through {err.args[1][:3]}; snnc runs feed-forward graphs")
+    shapes = {}
+    for name in order:
+        node = graph.nodes[name]
+        try:
+            if isinstance(node, nir.Input):
+                if sources[name]:
+                    raise ValueError(f"receives edges from {sources[name][:3]}")
+                shapes[name] = _shape_of(node, "input")
+            else:
+                incoming = {shapes[s] for s in sources[name]}
+                if len(incoming) != 1:
+                    raise ValueError(f"receives {'no input' if not incoming else f'inputs of different shapes {sorted(incoming)}'}")
+                shapes[name] = _output_shape(node, incoming.pop())
+            if math.prod(shapes[name]) * 4 > MAX_TENSOR_BYTES:
+                raise ValueError(f"gives shape {shapes[name]}, over {MAX_TENSOR_BYTES // 2**30} GiB per sample")
+        except ValueError as err:
+            raise SnncError(f"{path}: node '{name}' ({type(node).__name__}) {err}; {_PASS_NIR}")
 
 
 def _same(a, b) -> bool:
@@ -83,3 +268,21 @@ def differences(a: nir.NIRGraph, b: nir.NIRGraph) -> list[str]:
     if not _same(a.metadata, b.metadata):
         found.append("graph metadata")
     return found
+
+
+def two_phase_layers(graph: nir.NIRGraph) -> list[str]:
+    return [n for n, node in graph.nodes.items() if str(snnc_metadata(node).get("schedule", "")) == "two_phase"]
+
+
+def latency_steps(graph: nir.NIRGraph, timesteps: int) -> int:
+    """Steps from presenting a sample until its answer after T steps is complete on a streaming target:
+    T, plus one cycle for every two-phase layer on the longest path (each fires only after integrating a cycle)."""
+    from targets.reference.runtime import _topological_order
+
+    order, preds = _topological_order(graph)
+    delay = {}
+    for name in order:
+        meta = snnc_metadata(graph.nodes[name])
+        own = (int(meta.get("cycle", 0)) or timesteps) if str(meta.get("schedule", "")) == "two_phase" else 0
+        delay[name] = max((delay[p] for p in preds[name]), default=0) + own
+    return timesteps + max(delay.values())

@@ -5,7 +5,7 @@ Mapping (layouts: NIR is (C, H, W); Lava's Conv is (W, H, C), so ports are trans
 | NIR node             | Lava                                                                         |
 |----------------------|------------------------------------------------------------------------------|
 | Input and every linear node before the first neurons | computed on the host (reference kernels), sent per sample by `CurrentSource` |
-| IF (snnc metadata)   | `SoftResetNeuron` (reset by subtraction, v_init, up to m spikes per step)     |
+| IF (snnc metadata)   | `SoftResetNeuron` (reset by subtraction, v_init, up to m spikes per step), or `TwoPhaseNeuron` for parallel/tpp/bsnn |
 | Affine               | `Dense` (graded input; fixed_pt: 8-bit weights and weight_exp)               |
 | Conv2d               | `Conv` with the kernel flipped (Lava convolves, ONNX/NIR correlate); 2^e folded into the weights |
 | AvgPool2d / SumPool2d| depthwise `Conv` with a constant kernel                                      |
@@ -47,10 +47,10 @@ class _Builder:
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense
 
-        from targets.lava.procs.processes import CurrentSource, DelayLine, Multiply, Readout, SoftResetNeuron
+        from targets.lava.procs.processes import CurrentSource, DelayLine, Multiply, Readout, SoftResetNeuron, TwoPhaseNeuron
 
         self.classes = dict(Conv=Conv, Dense=Dense, CurrentSource=CurrentSource, DelayLine=DelayLine, Multiply=Multiply,
-                            Readout=Readout, SoftResetNeuron=SoftResetNeuron)
+                            Readout=Readout, SoftResetNeuron=SoftResetNeuron, TwoPhaseNeuron=TwoPhaseNeuron)
         self.graph, self.timesteps, self.tag = graph, timesteps, tag
         self.fixed = tag == "fixed_pt"
         self.samples = len(x)
@@ -152,13 +152,19 @@ class _Builder:
             meta = snnc_metadata(node)
             if str(meta.get("reset", "")) != "subtract":
                 raise SnncError(f"layer '{name}' is a NIR IF without snnc's reset by subtraction; the Lava target runs snnc's neurons")
-            process = self.classes["SoftResetNeuron"](
-                shape=shape, threshold=self._number(node.v_threshold), v_init=self._number(np.broadcast_to(meta.get("v_init", 0.0), shape)),
-                bias=bias, max_spikes=int(meta.get("max_spikes_per_step", 1)), period=self.timesteps, delay=delay,
-                windows=self.samples, saturate=self.fixed, name=name,
-            )
+            common = dict(shape=shape, threshold=self._number(node.v_threshold), bias=bias, period=self.timesteps, delay=delay,
+                          v_init=self._number(np.broadcast_to(meta.get("v_init", 0.0), shape)), windows=self.samples,
+                          saturate=self.fixed, name=name)
+            if str(meta.get("schedule", "")) == "two_phase":
+                cycle = int(meta.get("cycle", 0)) or self.timesteps
+                process = self.classes["TwoPhaseNeuron"](rule=str(meta["fire_rule"]), cycle=cycle, seed=int(meta.get("seed", 0)),
+                                                         layer=name, **common)
+                out_delay = delay + cycle  # it fires a cycle after integrating it
+            else:
+                process = self.classes["SoftResetNeuron"](max_spikes=int(meta.get("max_spikes_per_step", 1)), **common)
+                out_delay = delay
             self.neurons[name] = process
-            self.outputs[name] = [(process.s_out, delay)]
+            self.outputs[name] = [(process.s_out, out_delay)]
             self.bias[name] = np.zeros(())
         for port, _ in sources:
             port.connect(process.a_in)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from toolchain.errors import SnncError
+from toolchain.neurons import two_phase
 from toolchain.nir_conventions import snnc_metadata
 from toolchain.progress import progress
 
@@ -93,7 +94,7 @@ class ReferenceRuntime:
         self.spiking = [n for n in self.order if isinstance(graph.nodes[n], nir.IF)]
         # Expanded group neurons report as their group: spikes and neurons summed over the members.
         self.layer_of = {n: str(snnc_metadata(graph.nodes[n]).get("group", n)) for n in self.spiking}
-        self.params = {name: self._tensors_of(node, self.dtype) for name, node in graph.nodes.items()}
+        self.params = {name: {**self._tensors_of(node, self.dtype), "layer": name} for name, node in graph.nodes.items()}
         if threads:
             torch.set_num_threads(threads)
 
@@ -128,6 +129,10 @@ class ReferenceRuntime:
                 "max_spikes": int(meta.get("max_spikes_per_step", 1)),
                 "unit_r": bool(np.all(np.asarray(node.r) == 1)),
                 "saturate": dtype == torch.float64,
+                "two_phase": str(meta.get("schedule", "")) == "two_phase",
+                "rule": str(meta.get("fire_rule", "deterministic")),
+                "cycle": int(meta.get("cycle", 0)),
+                "seed": int(meta.get("seed", 0)),
             }
         if isinstance(node, nir.I):
             return {"r": as_tensor(node.r)}
@@ -152,7 +157,7 @@ class ReferenceRuntime:
         with torch.inference_mode():
             for start in progress(starts, label, total=len(starts)):
                 batch = torch.from_numpy(np.array(x[start: start + batch_size])).to(self.dtype)
-                readout, counts = self._run_batch(batch, timesteps)
+                readout, counts = self._run_batch(batch, timesteps, first_sample=start)
                 predictions.append(readout.argmax(-1).numpy())
                 finals.append(readout[-1].numpy())
                 for name, count in counts.items():
@@ -165,7 +170,7 @@ class ReferenceRuntime:
             spikes={n: int(round(c.sum())) for n, c in per_step.items()}, spikes_per_step=per_step, neurons=neurons, samples=len(x), timesteps=timesteps,
         )
 
-    def _run_batch(self, batch: torch.Tensor, timesteps: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    def _run_batch(self, batch: torch.Tensor, timesteps: int, first_sample: int = 0) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
         """Readout running sums (T, B, classes) and each spiking node's spikes per step (T,) for one batch."""
         signals: dict[str, Signal] = {}
         remaining_reads = {n: sum(n in p for p in self.preds.values()) for n in self.order}
@@ -183,7 +188,7 @@ class ReferenceRuntime:
             if isinstance(node, nir.Output):
                 readout = incoming
                 break
-            signals[name] = self._apply(name, node, incoming, timesteps)
+            signals[name] = self._apply(name, node, incoming, timesteps, first_sample)
             if isinstance(node, nir.IF):
                 counts[name] = signals[name].data.reshape(timesteps, -1).sum(1, dtype=torch.float64).numpy()
         data = readout.data if readout.temporal else readout.data.expand(timesteps, *readout.data.shape)
@@ -202,10 +207,11 @@ class ReferenceRuntime:
             total += s.data
         return Signal(total, temporal=True)
 
-    def _apply(self, name: str, node, signal: Signal, timesteps: int) -> Signal:
+    def _apply(self, name: str, node, signal: Signal, timesteps: int, first_sample: int) -> Signal:
         p = self.params[name]
         if isinstance(node, nir.IF):
-            return Signal(self._neuron(p, signal, timesteps), temporal=True)
+            kernel = self._two_phase if p["two_phase"] else self._neuron
+            return Signal(kernel(p, signal, timesteps, first_sample), temporal=True)
         if isinstance(node, nir.I):
             data = signal.data if signal.temporal else signal.data.expand(timesteps, *signal.data.shape)
             return Signal(torch.cumsum(data * p["r"], dim=0), temporal=True)
@@ -242,7 +248,41 @@ class ReferenceRuntime:
         raise SnncError(f"NIR node type {type(node).__name__} is not run by the reference runtime")
 
     @staticmethod
-    def _neuron(p: dict, signal: Signal, timesteps: int) -> torch.Tensor:
+    def _two_phase(p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:
+        """Spikes (T, B, ...) of a two-phase layer (toolchain/neurons/two_phase.py), cycle by cycle.
+
+        Output for a cycle is written in that cycle's slots: the layer-synchronous schedule, in which every layer
+        sees its whole window before firing (the one-cycle latency per layer is accounted for in the report).
+        """
+        x = signal.data
+        threshold = p["threshold"]
+        batch = x.shape[1] if signal.temporal else x.shape[0]
+        cycle = p["cycle"] or timesteps
+        if timesteps % cycle:
+            raise SnncError(f"layer '{p['layer']}': {timesteps} time steps are not a whole number of {cycle}-step cycles; "
+                            "choose --timesteps that are multiples of --cycle")
+        v = p["v_init"].expand(batch, *threshold.shape).clone()
+        out = torch.empty((timesteps, *v.shape), dtype=v.dtype)
+        if p["rule"] == "bernoulli":
+            draws = np.stack([two_phase.uniforms(p["seed"], p["layer"], first_sample + b, timesteps, tuple(threshold.shape))
+                              for b in range(batch)], axis=1)
+            u = torch.from_numpy(draws)
+        for start in range(0, timesteps, cycle):
+            v += x[start: start + cycle].sum(0) if signal.temporal else x * cycle
+            if p["rule"] == "deterministic":
+                n = torch.div(v, threshold).floor_().clamp_(0, cycle)
+                steps = torch.arange(cycle, dtype=v.dtype).reshape((cycle,) + (1,) * v.ndim)
+                torch.lt(steps, n, out=out[start: start + cycle])
+                v -= n * threshold
+                continue
+            for t in range(cycle):
+                probability = torch.clamp(v / ((cycle - t) * threshold), 0, 1)
+                torch.lt(u[start + t], probability, out=out[start + t])
+                v -= out[start + t] * threshold
+        return out
+
+    @staticmethod
+    def _neuron(p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:
         """Spike counts (T, B, ...) of an IF layer: snnc's soft reset (the neuron spec) or NIR's reset to v_reset."""
         x = signal.data
         batch = x.shape[1] if signal.temporal else x.shape[0]

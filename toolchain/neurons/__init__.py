@@ -52,13 +52,14 @@ def qcfs(x: np.ndarray, threshold, levels: int) -> np.ndarray:
 
 
 def _models() -> dict:
-    from toolchain.neurons import gn, if_neuron
+    from toolchain.neurons import bsnn, gn, if_neuron, parallel, tpp
 
-    return {module.NAME: module for module in (if_neuron, gn)}
+    return {module.NAME: module for module in (if_neuron, gn, parallel, tpp, bsnn)}
 
 
 def get_model(name: str):
-    """The neuron model module registered under `name` (it provides NAME, parameters(threshold, **options))."""
+    """The neuron model module registered under `name`: NAME, parameters(threshold, **options), and for
+    two-phase models SCHEDULE (their fire rule and cycle; see two_phase.py)."""
     models = _models()
     if name not in models:
         raise SnncError(f"unknown neuron model '{name}': choose one of {', '.join(models)}")

@@ -23,6 +23,9 @@ from toolchain.graph import Activation, Add, AnnGraph, Concat
 from toolchain.neurons import get_model
 from toolchain.nir_conventions import KEY
 
+# Options that shape a two-phase neuron's schedule rather than its parameters: bsnn's cycle, tpp's seed.
+SCHEDULE_OPTIONS = ("cycle", "seed")
+
 
 @dataclass
 class _Term:
@@ -108,20 +111,27 @@ class _Lowering:
         op: Activation = ann.op
         threshold = np.asarray(op.threshold, np.float32)
         per_neuron = np.broadcast_to(threshold.reshape((-1,) + (1,) * (len(in_shape) - 1)) if threshold.ndim else threshold, in_shape)
-        params = self.model.parameters(per_neuron, **self.neuron_options)
+        schedule = getattr(self.model, "SCHEDULE", None)
+        schedule_options = {k: self.neuron_options[k] for k in SCHEDULE_OPTIONS if k in self.neuron_options}
+        model_options = {k: v for k, v in self.neuron_options.items() if k not in SCHEDULE_OPTIONS}
+        params = self.model.parameters(per_neuron, **model_options)
         name = self.fresh(self.model.NAME)
         meta[KEY].update(
             neuron=self.model.NAME, reset="subtract", max_spikes_per_step=int(params.max_spikes),
             v_init=np.ascontiguousarray(np.broadcast_to(params.v_init, in_shape), np.float32),
             activation=op.kind, threshold=np.atleast_1d(threshold), levels=int(op.levels or 0),
         )
+        if schedule is not None:  # a two-phase neuron (toolchain/neurons/two_phase.py)
+            meta[KEY].update(schedule="two_phase", fire_rule=schedule["rule"],
+                             cycle=int(schedule_options.get("cycle", schedule["cycle"])), seed=int(schedule_options.get("seed", 0)))
         self.nodes[name] = nir.IF(
             r=np.ones(in_shape, np.float32),
             v_threshold=np.ascontiguousarray(np.broadcast_to(params.unit_threshold, in_shape), np.float32),
             v_reset=np.zeros(in_shape, np.float32), metadata=meta,
         )
         self.connect(name, terms, in_shape)
-        amplitude = np.broadcast_to(params.unit_threshold, in_shape).reshape(in_shape[0], -1)[:, 0]
+        per_spike = params.unit_threshold if op.amplitude is None else np.reshape(op.amplitude, (-1,) + (1,) * (len(in_shape) - 1))
+        amplitude = np.broadcast_to(per_spike, in_shape).reshape(in_shape[0], -1)[:, 0]
         self.terms[ann.name] = [_Term(name, np.ascontiguousarray(amplitude, np.float32))]
 
     def lower_concat(self, ann, meta) -> None:

@@ -17,13 +17,14 @@ def accuracy_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """One row per target (the ANN first): accuracy after each T, agreement with the ANN and spikes at the largest T."""
     steps = report["timesteps"]
     last = str(max(steps))
-    header = ["", "precision", "samples"] + [f"T={t}" for t in steps] + [f"agree T={last}", f"spikes/inf T={last}"]
+    header = ["", "precision", "samples"] + [f"T={t}" for t in steps] + [f"agree T={last}", f"spikes/inf T={last}", f"latency T={last}"]
     ann = report["ann"]["accuracy"]
-    rows = [["ANN (onnxruntime)", "float", str(report["data"]["test_samples"])] + [_pct(ann)] * len(steps) + ["", ""]]
+    rows = [["ANN (onnxruntime)", "float", str(report["data"]["test_samples"])] + [_pct(ann)] * len(steps) + ["", "", ""]]
     for name, entry in report["targets"].items():
         rows.append([f"SNN {name}", entry.get("precision", "float"), str(entry["samples"])]
                     + [_pct(entry["accuracy"].get(str(t))) for t in steps]
-                    + [_pct(entry["agreement_with_ann"].get(last)), _count(entry["spikes_per_inference"].get(last))])
+                    + [_pct(entry["agreement_with_ann"].get(last)), _count(entry["spikes_per_inference"].get(last)),
+                       _count(entry.get("latency_steps", {}).get(last))])
     return header, rows
 
 

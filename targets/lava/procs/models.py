@@ -8,7 +8,8 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from targets.lava.procs.processes import CurrentSource, DelayLine, Multiply, Readout, SoftResetNeuron
+from targets.lava.procs.processes import CurrentSource, DelayLine, Multiply, Readout, SoftResetNeuron, TwoPhaseNeuron
+from toolchain.neurons import two_phase
 
 POTENTIAL_LIMIT = 2**23 - 1
 
@@ -181,3 +182,72 @@ class PyDelayLineFixed(_DelayLineModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     buffer: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+
+class _TwoPhaseNeuronModel(PyLoihiProcessModel):
+    """Cycle bookkeeping here; the fire rule itself and the random draws come from toolchain.neurons.two_phase."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.firing = None  # spikes (c, ...) of the cycle being emitted
+        self.fire_sample = -1
+        self.draws = None  # (sample, uniforms (T, ...)) for the Bernoulli rule
+
+    def _uniforms(self, sample: int, start: int, cycle: int):
+        if self.proc_params["rule"] != "bernoulli":
+            return None
+        if self.draws is None or self.draws[0] != sample:
+            shape = self.threshold.shape
+            self.draws = (sample, two_phase.uniforms(self.proc_params["seed"], self.proc_params["layer"], sample,
+                                                     self.proc_params["period"], shape))
+        return self.draws[1][start: start + cycle]
+
+    def run_spk(self):
+        a = self.a_in.recv()
+        period, cycle = self.proc_params["period"], self.proc_params["cycle"]
+        elapsed = self.time_step - 1 - self.proc_params["delay"]
+        if elapsed >= 0 and elapsed % cycle == 0:
+            if elapsed > 0:  # the cycle just integrated starts firing now
+                sample, start = (elapsed - cycle) // period, (elapsed - cycle) % period
+                # Draws are known in advance, so the whole cycle's spikes and the remainder are settled now.
+                self.firing, remainder = two_phase.RULES[self.proc_params["rule"]](
+                    self.v_acc.astype(np.float64), self.threshold, cycle, self._uniforms(sample, start, cycle))
+                self.fire_sample = sample
+            new_sample = elapsed % period == 0
+            self.v_acc[:] = self.v_init if new_sample else remainder
+        if elapsed >= 0:
+            self.v_acc[:] = self.v_acc + a + self.bias
+            if self.proc_params["saturate"]:
+                np.clip(self.v_acc, -POTENTIAL_LIMIT, POTENTIAL_LIMIT, out=self.v_acc)
+        spikes = np.zeros(self.threshold.shape) if self.firing is None or elapsed < cycle else self.firing[(elapsed - cycle) % cycle]
+        if self.firing is not None and elapsed >= cycle and 0 <= self.fire_sample < self.proc_params["windows"]:
+            self.counts[self.fire_sample] += int(spikes.sum())
+        self.s_out.send(spikes.astype(self.s_out_type))
+
+
+@implements(proc=TwoPhaseNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyTwoPhaseNeuronFloat(_TwoPhaseNeuronModel):
+    s_out_type = np.float64
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v_acc: np.ndarray = LavaPyType(np.ndarray, float)
+    v_init: np.ndarray = LavaPyType(np.ndarray, float)
+    threshold: np.ndarray = LavaPyType(np.ndarray, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+@implements(proc=TwoPhaseNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyTwoPhaseNeuronFixed(_TwoPhaseNeuronModel):
+    s_out_type = np.int32
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    v_acc: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    v_init: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    threshold: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int64)

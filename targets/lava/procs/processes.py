@@ -70,3 +70,25 @@ class DelayLine(AbstractProcess):
         self.s_in = InPort(shape=shape)
         self.a_out = OutPort(shape=shape)
         self.buffer = Var(shape=(steps, *shape), init=0)
+
+
+class TwoPhaseNeuron(AbstractProcess):
+    """A two-phase neuron (toolchain/neurons/two_phase.py): integrates each cycle of c steps of input, then fires
+    its result during the next cycle while integrating that one (bistable: the firing cycle's spikes are settled
+    when it starts, so one potential, v_acc, integrates while they leave).
+
+    Its output is one cycle later than its input: spikes for sample k leave during steps
+    k·T + delay + c + 1 … k·T + delay + c + T; counts[k] counts them.
+    """
+
+    def __init__(self, *, shape, threshold, v_init, bias, rule: str, cycle: int, seed: int, layer: str,
+                 period: int, delay: int, windows: int, saturate: bool, name=None):
+        super().__init__(rule=rule, cycle=cycle, seed=seed, layer=layer, period=period, delay=delay, windows=windows,
+                         saturate=saturate, name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.v_acc = Var(shape=shape, init=0)
+        self.v_init = Var(shape=shape, init=v_init)
+        self.threshold = Var(shape=shape, init=threshold)
+        self.bias = Var(shape=shape, init=bias)
+        self.counts = Var(shape=(windows,), init=0)
