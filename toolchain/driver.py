@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -17,13 +18,17 @@ from toolchain.frontend import import_onnx, load_onnx
 from toolchain.nir_conventions import differences, latency_steps, read_graph, two_phase_layers
 from toolchain.onnx_runtime import predict
 from toolchain.outdir import staged_output
-from toolchain.passes import calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir, quantize_loihi
+from toolchain.graph import Activation, AnnGraph
+from toolchain.passes import (
+    calibrate_distribution, calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir, quantize_loihi,
+)
 from toolchain.report import compare_runs, layer_table, markdown, target_entry, terminal, versions
 
 # What each target's neurons can emit per step: graded counts (compact group neurons) or binary spikes only.
 TARGETS = {"reference": "graded", "nir": "binary", "lava": "graded"}
 GN_FORMS = ("compact", "expanded")
 PRECISIONS = ("float", "loihi")
+DA_CALIBRATION_SAMPLES = 512  # enough for per-channel means; bounds the memory of the calibration passes
 LAVA_TAGS = ("fixed_pt", "floating_pt")
 
 
@@ -104,21 +109,31 @@ def _write_reports(folder: Path, report: dict) -> None:
     (folder / "report.md").write_text(markdown(report))
 
 
-def _simulate(snn: nir.NIRGraph, x, y, ann_predictions, options: CompileOptions) -> dict:
-    """A reference target entry. Causal neurons: one run at the largest T gives every prefix. Two-phase neurons
-    see a whole window before firing, so T is part of the neuron: one run per T."""
-    runtime = ReferenceRuntime(snn, threads=options.threads)
+def _simulate(networks: dict[int, nir.NIRGraph], x, y, ann_predictions, options: CompileOptions) -> dict:
+    """A reference target entry from the network for each T. Causal neurons: one run at the largest T gives every
+    prefix. Two-phase neurons see a whole window before firing, so T is part of the neuron: one run per T."""
     steps = list(options.timesteps)
-    if not two_phase_layers(snn):
-        entry = target_entry(runtime.run(x, max(steps), batch_size=options.batch_size), y, steps, ann_predictions)
+    largest = networks[max(steps)]
+    if not two_phase_layers(largest):
+        result = ReferenceRuntime(largest, threads=options.threads).run(x, max(steps), batch_size=options.batch_size)
+        entry = target_entry(result, y, steps, ann_predictions)
     else:
-        entries = [target_entry(runtime.run(x, t, batch_size=options.batch_size, label=f"SNN (reference) T={t}"), y, [t], ann_predictions)
-                   for t in steps]
+        entries = [target_entry(ReferenceRuntime(networks[t], threads=options.threads).run(
+            x, t, batch_size=options.batch_size, label=f"SNN (reference) T={t}"), y, [t], ann_predictions) for t in steps]
         entry = entries[-1]
         for key in ("accuracy", "agreement_with_ann", "spikes_per_inference"):
             entry[key] = {k: v for e in entries for k, v in e[key].items()}
-    entry["latency_steps"] = {str(t): latency_steps(snn, t) for t in steps}
+    entry["latency_steps"] = {str(t): latency_steps(networks[t], t) for t in steps}
     return entry
+
+
+def _has_relu(graph: AnnGraph) -> bool:
+    return any(isinstance(n.op, Activation) and n.op.kind == "relu" for n in graph.nodes.values())
+
+
+def _levels_differ(graph: AnnGraph, timesteps: int) -> bool:
+    """A QCFS(L) layer run by parallel neurons for T ≠ L steps needs distribution-aware calibration."""
+    return any(isinstance(n.op, Activation) and n.op.levels != timesteps for n in graph.nodes.values())
 
 
 def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=print) -> dict:
@@ -128,12 +143,27 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
     graph = canonicalise(import_onnx(path, options.maxpool, model=model))
     dataset, x, y = _test_split(options.data, graph.input_shape, options.samples)
     calibration = fit_to_input(dataset.x_train[: options.calibration_samples], graph.input_shape, options.data)
-    graph = calibrate_thresholds(graph, model, calibration, options.percentile, options.per_channel, options.threads)
-    compact = lower_to_nir(graph, options.neuron, options.neuron_options)
+    training_free = options.neuron == "parallel" and _has_relu(graph)
+    if training_free:  # the parallel method's training-free path: per-channel maxima as thresholds (methods.md §6.2)
+        graph = calibrate_thresholds(graph, model, calibration, 100.0, True, options.threads)
+        graph.notes.append("plain-ReLU model with parallel neurons: per-channel maximum thresholds, then distribution-aware calibration")
+    else:
+        graph = calibrate_thresholds(graph, model, calibration, options.percentile, options.per_channel, options.threads)
     gn_form = options.resolved_gn_form()
     finish = expand_group_neurons if gn_form == "expanded" else (lambda g: g)
-    snn = finish(compact)
-    loihi = finish(quantize_loihi(compact)) if options.needs_loihi_graph() else None
+
+    def build(ann: AnnGraph) -> tuple[nir.NIRGraph, nir.NIRGraph | None]:
+        compact = lower_to_nir(ann, options.neuron, options.neuron_options)
+        return finish(compact), (finish(quantize_loihi(compact)) if options.needs_loihi_graph() else None)
+
+    calibrated_steps = [t for t in options.timesteps if training_free or _levels_differ(graph, t)] if options.neuron == "parallel" else []
+    shared = build(graph) if len(calibrated_steps) < len(options.timesteps) else None
+    networks = {t: build(calibrate_distribution(copy.deepcopy(graph), calibration[:DA_CALIBRATION_SAMPLES], t))
+                if t in calibrated_steps else shared for t in options.timesteps}
+    if calibrated_steps:
+        graph.notes.append(f"parallel neurons with distribution-aware calibration for T = {', '.join(map(str, calibrated_steps))} "
+                           f"(model.nir is the network for T={max(options.timesteps)})")
+    snn, loihi = networks[max(options.timesteps)]
 
     report = {
         "neuron": options.neuron,
@@ -155,12 +185,16 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
         if written_loihi is not None:
             report["quantization"] = {"weight_error": dict(written_loihi.metadata["snnc"].get("weight_error", {}))}
         # Lava runs a few samples; the reference gives the full-set figures beside it, at both precisions.
+        # The largest T runs from what was read back from the files; other T's networks differ only by calibration.
+        largest = max(options.timesteps)
+        float_networks = {t: written if t == largest else net[0] for t, net in networks.items()}
+        loihi_networks = {t: written_loihi if t == largest else net[1] for t, net in networks.items()}
         if "reference" in options.targets or "lava" in options.targets:
-            graph_for_reference = written_loihi if options.precision == "loihi" else written
-            report["targets"]["reference"] = _simulate(graph_for_reference, x, y, ann_predictions, options)
+            chosen = loihi_networks if options.precision == "loihi" else float_networks
+            report["targets"]["reference"] = _simulate(chosen, x, y, ann_predictions, options)
             report["targets"]["reference"]["precision"] = options.precision
             if written_loihi is not None and options.precision != "loihi":
-                report["targets"]["reference-loihi"] = _simulate(written_loihi, x, y, ann_predictions, options)
+                report["targets"]["reference-loihi"] = _simulate(loihi_networks, x, y, ann_predictions, options)
                 report["targets"]["reference-loihi"]["precision"] = "loihi"
         if "lava" in options.targets:
             lava_graph = written_loihi if options.lava_tag == "fixed_pt" else written

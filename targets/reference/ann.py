@@ -1,40 +1,55 @@
-"""Evaluate a canonical ANN graph with the reference runtime's kernels (the import check against onnxruntime)."""
+"""Evaluate a canonical ANN graph with the reference runtime's kernels (the import check against onnxruntime,
+and the networks that calibration compares)."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 import torch
 
 from targets.reference.runtime import ReferenceRuntime
-from toolchain.graph import Activation, Add, AnnGraph, Concat, LINEAR_OPS
+from toolchain.graph import Activation, Add, AnnGraph, Concat, LINEAR_OPS, Node
+
+ActivationFunction = Callable[[Node, torch.Tensor], torch.Tensor]
 
 
-def _activation(op: Activation, x: torch.Tensor) -> torch.Tensor:
-    threshold = torch.as_tensor(np.asarray(op.threshold if op.threshold is not None else np.inf, np.float32))
-    if threshold.ndim:
-        threshold = threshold.reshape((-1,) + (1,) * (x.ndim - 2))
+def apply_activation(node: Node, x: torch.Tensor) -> torch.Tensor:
+    """The activation as the graph defines it: relu, clip(0, λ), or QCFS (λ/L or amplitude/L per level)."""
+    op: Activation = node.op
     if op.kind == "relu" and op.threshold is None:
         return torch.relu(x)
+    threshold = _per_channel(op.threshold, x)
     if op.kind == "qcfs":
-        return threshold / op.levels * torch.clamp(torch.floor(x * op.levels / threshold + 0.5), 0, op.levels)
+        step = (threshold if op.amplitude is None else _per_channel(op.amplitude, x)) / op.levels
+        return step * torch.clamp(torch.floor(x * op.levels / threshold + 0.5), 0, op.levels)
     return torch.minimum(torch.relu(x), threshold)
 
 
-def evaluate_ann(graph: AnnGraph, x: np.ndarray) -> np.ndarray:
-    """The graph's output for a batch x (N, ...): float32, as the canonical graph defines it."""
+def _per_channel(value, x: torch.Tensor) -> torch.Tensor:
+    value = torch.as_tensor(np.asarray(value, np.float32))
+    return value.reshape((-1,) + (1,) * (x.ndim - 2)) if value.ndim else value
+
+
+def node_values(graph: AnnGraph, x: np.ndarray, activation: ActivationFunction = apply_activation) -> dict[str, torch.Tensor]:
+    """Every node's output for a batch x (N, ...), with `activation` computing the Activation nodes."""
     values = {graph.input_name: torch.from_numpy(np.array(x, np.float32))}
     with torch.inference_mode():
         for node in graph.nodes.values():
             inputs = [values[i] for i in node.inputs]
             if isinstance(node.op, Activation):
-                values[node.name] = _activation(node.op, inputs[0])
+                values[node.name] = activation(node, inputs[0])
             elif isinstance(node.op, Add):
                 values[node.name] = sum(inputs)
             elif isinstance(node.op, Concat):
                 values[node.name] = torch.cat(inputs, dim=1)
             elif isinstance(node.op, LINEAR_OPS):
-                params = ReferenceRuntime._tensors_of(node.op)
-                values[node.name] = ReferenceRuntime._linear(node.op, params, inputs[0])
+                values[node.name] = ReferenceRuntime._linear(node.op, ReferenceRuntime._tensors_of(node.op), inputs[0])
             else:
                 raise TypeError(f"node {node.name} has non-canonical op {type(node.op).__name__}")
-    return values[graph.output].numpy()
+    return values
+
+
+def evaluate_ann(graph: AnnGraph, x: np.ndarray) -> np.ndarray:
+    """The graph's output for a batch x (N, ...): float32, as the canonical graph defines it."""
+    return node_values(graph, x)[graph.output].numpy()

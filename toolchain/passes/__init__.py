@@ -1,6 +1,7 @@
 """The middle end: one pass per file, each a function from one verified graph to the next."""
 
 from toolchain.graph import AnnGraph, CANONICAL_OPS, verify
+from toolchain.passes.calibrate_distribution import calibrate_distribution
 from toolchain.passes.calibrate_thresholds import calibrate_thresholds
 from toolchain.passes.expand_group_neurons import expand_group_neurons
 from toolchain.passes.fold_channel_affine import fold_channel_affine
@@ -16,4 +17,4 @@ def canonicalise(graph: AnnGraph) -> AnnGraph:
     return verify(graph, allowed_ops=CANONICAL_OPS)
 
 
-__all__ = ["calibrate_thresholds", "canonicalise", "expand_group_neurons", "fold_channel_affine", "lower_to_nir", "quantize_loihi", "recognise_activations", "remove_identities"]
+__all__ = ["calibrate_distribution", "calibrate_thresholds", "canonicalise", "expand_group_neurons", "fold_channel_affine", "lower_to_nir", "quantize_loihi", "recognise_activations", "remove_identities"]

@@ -1,0 +1,59 @@
+"""Distribution-aware calibration (methods.md §6.2): exact against its own DA-QCFS ANN (P4), and better than
+running parallel neurons with T ≠ L uncalibrated."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from targets.reference import ReferenceRuntime
+from targets.reference.ann import evaluate_ann
+from toolchain.data import fit_to_input, load_dataset
+from toolchain.frontend import import_onnx, load_onnx
+from toolchain.graph import Activation
+from toolchain.passes import calibrate_distribution, calibrate_thresholds, canonicalise, lower_to_nir
+
+
+def _setup(zoo, name, data, samples=600):
+    model = load_onnx(zoo / f"{name}.onnx")
+    graph = canonicalise(import_onnx(zoo / f"{name}.onnx", model=model))
+    dataset = load_dataset(data)
+    calibration = fit_to_input(dataset.x_train[:512], graph.input_shape, data)
+    return model, graph, calibration, fit_to_input(dataset.x_test[:samples], graph.input_shape, data), dataset.y_test[:samples]
+
+
+def test_p4_calibrated_snn_equals_its_da_qcfs_ann(zoo):
+    _, graph, calibration, x, _ = _setup(zoo, "digits_cnn_qcfs8", "digits", samples=200)
+    calibrated = calibrate_distribution(copy.deepcopy(graph), calibration, 3)
+    acts = [n.op for n in calibrated.nodes.values() if isinstance(n.op, Activation)]
+    assert all(a.levels == 3 and a.amplitude is not None for a in acts)
+    assert any(not np.allclose(a.amplitude, a.threshold) for a in acts)
+    result = ReferenceRuntime(lower_to_nir(calibrated, "parallel")).run(x, 3)
+    np.testing.assert_allclose(result.readout / 3, evaluate_ann(calibrated, x), rtol=1e-4, atol=1e-4)
+
+
+def test_calibration_helps_when_t_differs_from_l(zoo):
+    _, graph, calibration, x, y = _setup(zoo, "mnist5k_cnn_qcfs4", "mnist5k")
+    steps = 2
+    plain = ReferenceRuntime(lower_to_nir(graph, "parallel")).run(x, steps).accuracy(y)[-1]
+    calibrated_graph = calibrate_distribution(copy.deepcopy(graph), calibration, steps)
+    calibrated = ReferenceRuntime(lower_to_nir(calibrated_graph, "parallel")).run(x, steps).accuracy(y)[-1]
+    assert calibrated >= plain
+
+
+def test_training_free_relu_model_reaches_the_ann(zoo):
+    model, graph, calibration, x, y = _setup(zoo, "mnist5k_cnn_relu", "mnist5k")
+    graph = calibrate_thresholds(graph, model, calibration, percentile=100.0, per_channel=True)
+    ann = (evaluate_ann(graph, x).argmax(1) == y).mean()
+    calibrated = calibrate_distribution(graph, calibration, 8)
+    snn = ReferenceRuntime(lower_to_nir(calibrated, "parallel")).run(x, 8).accuracy(y)[-1]
+    assert snn >= ann - 0.01
+
+
+def test_shift_is_folded_into_the_bias_of_the_layer_before(zoo):
+    _, graph, calibration, _, _ = _setup(zoo, "digits_cnn_qcfs8", "digits")
+    before = {n.name: np.array(n.op.bias) for n in graph.nodes.values() if hasattr(n.op, "bias")}
+    calibrated = calibrate_distribution(copy.deepcopy(graph), calibration, 2)
+    changed = [name for name, bias in before.items() if not np.array_equal(bias, calibrated.nodes[name].op.bias)]
+    producers = {calibrated.nodes[n.inputs[0]].name for n in calibrated.nodes.values() if isinstance(n.op, Activation)}
+    assert changed and set(changed) <= producers

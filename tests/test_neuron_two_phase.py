@@ -1,0 +1,128 @@
+"""Two-phase neurons: parallel (P1–P3, P5 of methods.md §6.4), the TPP and BSNN reconstructions' stated
+properties, and the reference runtime against the numpy specification."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from targets.reference import ReferenceRuntime
+from targets.reference.ann import evaluate_ann
+from targets.reference.runtime import Signal
+from toolchain.data import fit_to_input, load_dataset
+from toolchain.frontend import import_onnx
+from toolchain.graph import Activation
+from toolchain.neurons import parallel, qcfs, two_phase
+from toolchain.passes import canonicalise, lower_to_nir
+
+thresholds = st.floats(0.0625, 16.0, allow_nan=False, width=32)
+
+
+def _sequence(data, steps, low=-20.0, high=20.0):
+    return np.array(data.draw(st.lists(st.floats(low, high, width=32), min_size=steps, max_size=steps)), np.float64)[:, None]
+
+
+@settings(max_examples=200, deadline=None)
+@given(threshold=thresholds, steps=st.integers(1, 32), data=st.data())
+def test_p1_p2_parallel_mean_is_qcfs_of_mean_input_for_any_sequence(threshold, steps, data):
+    x = _sequence(data, steps)
+    spikes = two_phase.simulate(x, threshold, threshold / 2, "deterministic", steps)
+    expected = qcfs(x.mean(), np.float64(threshold), steps)
+    position = x.mean() * steps / threshold + 0.5
+    if abs(position - round(position)) > 1e-9:  # P1 holds up to float ties at S + θ/2 = tθ
+        assert np.isclose(spikes.mean() * threshold, expected)
+    n = int(spikes.sum())
+    assert np.array_equal(spikes[:, 0], np.arange(steps) < n)  # P2: one block at the start
+    assert n == parallel.spike_count(x.sum(), np.float64(threshold), steps)
+
+
+def test_p5_other_level_counts_are_unbiased_for_uniform_inputs():
+    x = np.random.default_rng(0).uniform(0, 1, 2_000_000)
+    for steps, levels in ((4, 8), (8, 16), (2, 4), (3, 8)):
+        assert abs((qcfs(x, 1.0, steps) - qcfs(x, 1.0, levels)).mean()) < 1e-3
+
+
+@pytest.mark.parametrize("model_name,data", [("digits_cnn_qcfs8", "digits"), ("mnist5k_cnn_qcfs4", "mnist5k")])
+def test_p3_parallel_network_with_t_equal_l_predicts_exactly_what_the_qcfs_ann_predicts(zoo, model_name, data):
+    graph = canonicalise(import_onnx(zoo / f"{model_name}.onnx"))
+    levels = {n.op.levels for n in graph.nodes.values() if isinstance(n.op, Activation)}
+    assert len(levels) == 1
+    dataset = load_dataset(data)
+    x = fit_to_input(dataset.x_test[:500], graph.input_shape, data)
+    result = ReferenceRuntime(lower_to_nir(graph, "parallel")).run(x, levels.pop())
+    logits = evaluate_ann(graph, x)
+    np.testing.assert_allclose(result.readout / result.timesteps, logits, rtol=1e-4, atol=1e-4)
+    assert np.array_equal(result.predictions[-1], logits.argmax(1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(threshold=thresholds, steps=st.integers(1, 16), k=st.integers(0, 16), seed=st.integers(0, 2**16))
+def test_tpp_fires_exactly_k_spikes_for_v_equal_k_theta(threshold, steps, k, seed):
+    k = min(k, steps)
+    u = two_phase.uniforms(seed, "layer", 0, steps, (1,))
+    spikes, _ = two_phase.bernoulli_window(np.array([k * threshold], np.float64), np.float64(threshold), steps, u)
+    assert spikes.sum() == k
+
+
+def test_tpp_spike_positions_are_a_uniformly_random_subset():
+    steps, k, trials = 4, 2, 6000
+    u = np.random.default_rng(5).random((steps, trials))
+    spikes, _ = two_phase.bernoulli_window(np.full(trials, 2.0), np.float64(1.0), steps, u)
+    assert np.all(spikes.sum(0) == k)
+    position_rate = spikes.mean(1)  # each step fires in k/T of the trials
+    assert np.allclose(position_rate, k / steps, atol=0.03)
+
+
+@settings(max_examples=100, deadline=None)
+@given(threshold=thresholds, steps=st.integers(1, 12), fraction=st.floats(-1, 20), seed=st.integers(0, 1000))
+def test_tpp_count_is_floor_or_ceil_of_the_clipped_potential(threshold, steps, fraction, seed):
+    u = two_phase.uniforms(seed, "layer", 0, steps, (1,))
+    v = np.array([fraction * threshold], np.float64)
+    spikes, _ = two_phase.bernoulli_window(v, np.float64(threshold), steps, u)
+    target = np.clip(fraction, 0, steps)
+    assert np.floor(target) - 1e-9 <= spikes.sum() <= np.ceil(target) + 1e-9
+
+
+@settings(max_examples=100, deadline=None)
+@given(threshold=thresholds, cycles=st.integers(1, 6), cycle=st.integers(1, 6), fraction=st.floats(0, 1), data=st.data())
+def test_bsnn_counts_match_qcfs_for_bounded_constant_input(threshold, cycles, cycle, fraction, data):
+    """Within each cycle the remainder stays below θ, so over T = cycles·c steps the count is QCFS_T's."""
+    steps = cycles * cycle
+    value = fraction * threshold * (cycle - 0.5) / cycle  # keeps remainder + one cycle's input within c spikes
+    x = np.full((steps, 1), value, np.float64)
+    spikes = two_phase.simulate(x, threshold, threshold / 2, "deterministic", cycle)
+    position = value * steps / threshold + 0.5
+    if abs(position - round(position)) > 1e-9:
+        assert np.isclose(spikes.mean() * threshold, qcfs(np.float64(value), np.float64(threshold), steps))
+
+
+def test_bsnn_with_one_cycle_per_window_is_the_parallel_neuron():
+    x = np.random.default_rng(1).normal(0.3, 1, (8, 50))
+    bsnn_as_parallel = two_phase.simulate(x, 1.0, 0.5, "deterministic", cycle=8)
+    assert np.array_equal(bsnn_as_parallel.sum(0), parallel.spike_count(x.sum(0), 1.0, 8))
+    assert np.array_equal(bsnn_as_parallel[:, 0], np.arange(8) < bsnn_as_parallel[:, 0].sum())
+
+
+@pytest.mark.parametrize("rule,cycle", [("deterministic", 0), ("deterministic", 3), ("bernoulli", 0), ("bernoulli", 2)])
+def test_runtime_kernel_matches_the_spec(rule, cycle):
+    rng = np.random.default_rng(2)
+    steps, batch, shape = 12, 5, (3, 4)
+    threshold = rng.uniform(0.5, 2, shape).astype(np.float32)
+    x = rng.normal(0.4, 1, (steps, batch, *shape)).astype(np.float32)
+    params = {"threshold": torch.from_numpy(threshold), "v_init": torch.from_numpy(threshold / 2), "rule": rule,
+              "cycle": cycle, "seed": 7, "layer": "layer1"}
+    ours = ReferenceRuntime._two_phase(params, Signal(torch.from_numpy(x), temporal=True), steps, first_sample=10).numpy()
+    for b in range(batch):
+        u = two_phase.uniforms(7, "layer1", 10 + b, steps, shape)
+        spec = two_phase.simulate(x[:, b], threshold, threshold / 2, rule, cycle or steps, u)
+        np.testing.assert_array_equal(ours[:, b], spec)
+
+
+def test_tpp_is_reproducible_per_seed(zoo):
+    graph = canonicalise(import_onnx(zoo / "digits_cnn_qcfs8.onnx"))
+    x = fit_to_input(load_dataset("digits").x_test[:40], graph.input_shape, "digits")
+    run = lambda seed: ReferenceRuntime(lower_to_nir(graph, "tpp", {"seed": seed})).run(x, 8, batch_size=16)
+    first, again, other = run(1), run(1), run(2)
+    assert first.spikes == again.spikes and np.array_equal(first.readout, again.readout)
+    assert first.spikes != other.spikes
