@@ -1,102 +1,101 @@
-"""Accuracy vs time steps for every neuron configuration on the zoo → docs/results.md and docs/results_*.svg.
+"""Accuracy vs time steps for every neuron model on the zoo → docs/results.md and docs/<model>.svg.
 
-Run with `make results` (about 15 minutes on 2 cores, most of it Fashion-MNIST). Each configuration is one
-reference-runtime run at the largest T; the accuracy after every prefix t comes from the same run, because
-all these neurons are causal. Calibration, the ANN's predictions and the NIR lowering are the compiler's own.
+Run with `make results` (about half an hour on 2 cores, most of it Fashion-MNIST). Every configuration is one
+`snnc compile` (the compiler's own pipeline, via its Python API) on the full test split. Causal neurons (if, gn)
+give every prefix T from one run; two-phase neurons (parallel, tpp, bsnn) run once per T.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from targets.reference import ReferenceRuntime
-from toolchain.data import fit_to_input, load_dataset
-from toolchain.frontend import import_onnx, load_onnx
-from toolchain.onnx_runtime import predict
-from toolchain.passes import calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir
+from toolchain.driver import CompileOptions, compile_model
 from toolchain.report.svg import line_plot
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = [("digits_cnn_qcfs8", "digits"), ("mnist5k_cnn_qcfs4", "mnist5k"), ("fashion_vgg_qcfs8", "fashion")]
-# (label, neuron, options, expanded)
-CONFIGS = [
-    ("if", "if", {}, False),
-    ("gn τ=2", "gn", {"tau": 2}, False),
-    ("gn τ=4", "gn", {"tau": 4}, False),
-    ("gn τ=8", "gn", {"tau": 8}, False),
-    ("gn τ=4 expanded", "gn", {"tau": 4}, True),
-]
 TABLE_T = [1, 2, 4, 8, 16, 32]
-IF_HORIZON = 256  # IF runs longer, to find the T at which it reaches the ANN
+IF_HORIZON = 128  # IF runs longer, to find the T at which it reaches the ANN
+# (label, neuron, neuron options, gn form, time steps)
+CONFIGS = [
+    ("if", "if", {}, None, list(range(1, IF_HORIZON + 1))),
+    ("gn τ=2", "gn", {"tau": 2}, "compact", TABLE_T),
+    ("gn τ=4", "gn", {"tau": 4}, "compact", TABLE_T),
+    ("gn τ=8", "gn", {"tau": 8}, "compact", TABLE_T),
+    ("gn τ=4 expanded", "gn", {"tau": 4}, "expanded", TABLE_T),
+    ("parallel", "parallel", {}, None, TABLE_T),
+    ("tpp (reconstruction)", "tpp", {"seed": 0}, None, TABLE_T),
+    ("bsnn c=4 (reconstruction)", "bsnn", {"cycle": 4}, None, [t for t in TABLE_T if t % 4 == 0]),
+]
 
 
-def first_t_within(accuracy: np.ndarray, target: float, points: float = 0.01) -> int | None:
-    """The smallest T from which on the accuracy stays within `points` of the target (None if never)."""
-    ok = np.abs(accuracy - target) <= points
-    for t in range(len(ok)):
-        if ok[t:].all():
-            return t + 1
+def first_t_within(accuracy: dict[str, float], target: float, points: float = 0.01) -> int | None:
+    """The smallest T from which on (among those run) the accuracy stays within `points` of the target."""
+    steps = sorted(int(t) for t in accuracy)
+    for i, t in enumerate(steps):
+        if all(abs(accuracy[str(s)] - target) <= points + 1e-9 for s in steps[i:]):
+            return t
     return None
 
 
 def evaluate(model_name: str, data: str, threads: int, samples: int | None) -> dict:
-    path = ROOT / "models" / "zoo" / f"{model_name}.onnx"
-    model = load_onnx(path)
-    graph = canonicalise(import_onnx(path, model=model))
-    dataset = load_dataset(data)
-    x = fit_to_input(dataset.x_test, graph.input_shape, data)[:samples]
-    y = dataset.y_test[:samples]
-    graph = calibrate_thresholds(graph, model, fit_to_input(dataset.x_train[:1000], graph.input_shape, data), threads=threads)
-    ann = predict(model, x, threads)
-    rows = {"ann": float((ann == y).mean()), "samples": len(y), "configs": {}}
-    for label, neuron, options, expanded in CONFIGS:
-        snn = lower_to_nir(graph, neuron, options)
-        if expanded:
-            snn = expand_group_neurons(snn)
-        horizon = IF_HORIZON if neuron == "if" else max(TABLE_T)
+    rows = {"configs": {}}
+    for label, neuron, options, gn_form, steps in CONFIGS:
         start = time.perf_counter()
-        result = ReferenceRuntime(snn, threads=threads).run(x, horizon, label=f"{model_name} {label}")
-        spikes = np.cumsum(sum(result.spikes_per_step.values())) / len(y)
-        rows["configs"][label] = {
-            "accuracy": result.accuracy(y), "spikes": spikes, "predictions": result.predictions,
-            "seconds": time.perf_counter() - start,
-        }
-        print(f"{model_name:20s} {label:16s} T={horizon}: {time.perf_counter() - start:6.1f} s")
+        with tempfile.TemporaryDirectory() as folder:
+            report = compile_model(
+                str(ROOT / "models" / "zoo" / f"{model_name}.onnx"), str(Path(folder) / "out"),
+                CompileOptions(neuron=neuron, neuron_options=options, gn_form=gn_form, timesteps=tuple(steps), data=data,
+                               samples=samples, threads=threads),
+                echo=lambda *_: None,
+            )
+        entry = report["targets"]["reference"]
+        rows["ann"], rows["samples"] = report["ann"]["accuracy"], report["data"]["test_samples"]
+        rows["configs"][label] = {**entry, "seconds": time.perf_counter() - start}
+        print(f"{model_name:20s} {label:26s} {time.perf_counter() - start:7.1f} s", flush=True)
     return rows
+
+
+def _cell(entry: dict, key: str, t: int, percent: bool) -> str:
+    value = entry[key].get(str(t))
+    if value is None:
+        return "—"
+    return f"{100 * value:.2f}" if percent else f"{value:.0f}"
 
 
 def markdown(results: dict) -> str:
     lines = [
-        "# Results: group neurons vs IF on the zoo",
+        "# Results: every neuron model on the zoo",
         "",
         "<!-- generated by `make results` (benchmarks/results.py); do not edit -->",
         "",
-        "Accuracy of the converted SNN on the reference runtime after T steps (full test split of each dataset; "
-        "thresholds λ from each QCFS layer), and spikes per inference summed over all layers up to T. "
-        "`gn τ=4 expanded` is the same network with every group neuron rewritten into τ binary IF members "
-        "(docs/group-neurons.md).",
+        "Accuracy (%) of the converted SNN on the reference runtime after T steps, on the full test split of each "
+        "dataset (thresholds λ from each QCFS layer); spikes per inference summed over all layers; latency: steps "
+        "from presenting a sample until its T-step answer is complete on a streaming target (two-phase neurons fire "
+        "only after integrating their window). `gn τ=4 expanded` is the same network with every group neuron "
+        "rewritten into τ binary IF members (docs/group-neurons.md). `tpp` and `bsnn` are reconstructions "
+        "(docs/neurons.md); `parallel` with T ≠ L uses distribution-aware calibration.",
     ]
     for model_name, rows in results.items():
         ann = rows["ann"]
         lines += ["", f"## {model_name}", "", f"ANN (QCFS, onnxruntime): **{100 * ann:.2f} %** on {rows['samples']} test samples.", "",
-                  "| neuron | " + " | ".join(f"T={t}" for t in TABLE_T) + " | spikes/inference at T=4 | at T=32 |",
-                  "|---|" + "---|" * (len(TABLE_T) + 2)]
-        for label, cfg in rows["configs"].items():
-            accs = " | ".join(f"{100 * cfg['accuracy'][t - 1]:.2f}" for t in TABLE_T)
-            lines.append(f"| {label} | {accs} | {cfg['spikes'][3]:.0f} | {cfg['spikes'][31]:.0f} |")
-        reach = {label: first_t_within(cfg["accuracy"], ann) for label, cfg in rows["configs"].items()}
-        described = ", ".join(f"{label}: T={t}" if t else f"{label}: not within {len(rows['configs'][label]['accuracy'])} steps"
-                              for label, t in reach.items())
+                  "| neuron | " + " | ".join(f"T={t}" for t in TABLE_T) + " | spikes/inf T=4 | spikes/inf T=32 | latency T=32 |",
+                  "|---|" + "---|" * (len(TABLE_T) + 3)]
+        for label, entry in rows["configs"].items():
+            accs = " | ".join(_cell(entry, "accuracy", t, True) for t in TABLE_T)
+            lines.append(f"| {label} | {accs} | {_cell(entry, 'spikes_per_inference', 4, False)} | "
+                         f"{_cell(entry, 'spikes_per_inference', 32, False)} | {entry['latency_steps'].get('32', '—')} |")
+        reach = {label: first_t_within(entry["accuracy"], ann) for label, entry in rows["configs"].items()}
+        described = "; ".join(f"{label}: T={t}" if t else f"{label}: not within the steps run" for label, t in reach.items())
         compact, expanded = rows["configs"]["gn τ=4"], rows["configs"]["gn τ=4 expanded"]
-        differing = float((compact["predictions"] != expanded["predictions"]).mean())
-        spike_gap = abs(compact["spikes"][31] - expanded["spikes"][31]) / max(compact["spikes"][31], 1)
-        lines += ["", f"First T from which the accuracy stays within 1.0 point of the ANN: {described}.",
-                  f"Compact vs expanded gn τ=4: predictions differ in {100 * differing:.3f} % of (sample, T) pairs; "
-                  f"spikes at T=32 differ by {100 * spike_gap:.4f} %.",
+        gaps = [abs(compact["accuracy"][str(t)] - expanded["accuracy"][str(t)]) for t in TABLE_T]
+        spike_gap = abs(compact["spikes_per_inference"]["32"] - expanded["spikes_per_inference"]["32"])
+        lines += ["", f"First T from which the accuracy stays within 1.0 point of the ANN: {described}.", "",
+                  f"Compact vs expanded gn τ=4: largest accuracy difference over T {100 * max(gaps):.2f} points; "
+                  f"spikes per inference at T=32 differ by {spike_gap:.2f}.",
                   "", f"![accuracy vs T]({model_name}.svg)"]
     return "\n".join(lines) + "\n"
 
@@ -111,7 +110,8 @@ def main() -> None:
     results = {m: evaluate(m, d, args.threads, args.samples) for m, d in MODELS if m in wanted}
     docs = ROOT / "docs"
     for model_name, rows in results.items():
-        series = {label: (TABLE_T, [cfg["accuracy"][t - 1] for t in TABLE_T]) for label, cfg in rows["configs"].items()}
+        series = {label: ([t for t in TABLE_T if str(t) in e["accuracy"]], [e["accuracy"][str(t)] for t in TABLE_T if str(t) in e["accuracy"]])
+                  for label, e in rows["configs"].items()}
         svg = line_plot(series, f"{model_name}: accuracy vs time steps", "time steps T", "accuracy", reference=("ANN", rows["ann"]))
         (docs / f"{model_name}.svg").write_text(svg)
     (docs / "results.md").write_text(markdown(results))

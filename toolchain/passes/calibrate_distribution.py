@@ -59,7 +59,8 @@ def calibrate_distribution(graph: AnnGraph, calibration_x: np.ndarray, timesteps
         producer.op.bias = (np.asarray(producer.op.bias, np.float64) + shift).astype(np.float32)
         node.op.kind, node.op.levels, node.op.threshold = "qcfs", timesteps, threshold.astype(np.float32)
         node.op.amplitude = None
-        levels_used = node_values(graph, calibration_x)[node.name] / torch.as_tensor(threshold.reshape((-1,) + (1,) * (len(node.shape) - 1)), dtype=torch.float32) * timesteps
+        per_channel = torch.from_numpy(np.array(threshold, np.float32).reshape((-1,) + (1,) * (len(node.shape) - 1)))
+        levels_used = node_values(graph, calibration_x)[node.name] / per_channel * timesteps
         mean_levels, target = _channel_mean(levels_used), _channel_mean(reference[node.name])
         amplitude = np.where(mean_levels > 0, timesteps * target / np.maximum(mean_levels, 1e-12), threshold)
         node.op.amplitude = amplitude.astype(np.float32)
