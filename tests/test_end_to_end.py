@@ -63,7 +63,21 @@ def test_user_npz_data(tmp_path, zoo):
     assert report["data"]["test_samples"] == 50
 
 
-@pytest.mark.skipif(not fashion_available(), reason="Debian package dataset-fashion-mnist is not installed")
-def test_fashion_vgg_compiles_on_a_slice(tmp_path, zoo):
-    _, report, _ = _compile(tmp_path, zoo / "fashion_vgg_qcfs8.onnx", "--timesteps", "32", "--data", "fashion", "--samples", "200")
-    assert report["targets"]["reference"]["accuracy"]["32"] >= report["ann"]["accuracy"] - 0.05
+needs_fashion = pytest.mark.skipif(not fashion_available(), reason="Debian package dataset-fashion-mnist is not installed")
+
+
+@needs_fashion
+def test_fashion_vgg_gn_tau4_within_one_point_of_the_ann_at_t4(tmp_path, zoo):
+    _, report, _ = _compile(tmp_path, zoo / "fashion_vgg_qcfs8.onnx", "--neuron", "gn", "--tau", "4", "--target", "reference",
+                            "--timesteps", "1,2,4", "--data", "fashion")
+    assert report["data"]["test_samples"] == 10000
+    assert report["targets"]["reference"]["accuracy"]["4"] >= report["ann"]["accuracy"] - 0.01
+
+
+@needs_fashion
+def test_fashion_vgg_parallel_equals_the_ann_at_t_equal_l_and_calibrates_below(tmp_path, zoo):
+    _, report, _ = _compile(tmp_path, zoo / "fashion_vgg_qcfs8.onnx", "--neuron", "parallel", "--timesteps", "4,8",
+                            "--data", "fashion", "--target", "reference")
+    reference = report["targets"]["reference"]
+    assert reference["agreement_with_ann"]["8"] == 1.0  # identical predictions: T = L = 8
+    assert reference["accuracy"]["4"] >= report["ann"]["accuracy"] - 0.01  # T ≠ L, calibrated
