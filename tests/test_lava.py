@@ -33,7 +33,7 @@ def _residual_net(tmp_path, neuron, options):
     return snn, np.random.default_rng(1).uniform(0, 1, (SAMPLES, 1, 8, 8)).astype(np.float32)
 
 
-NEURONS = [("if", {}), ("gn", {"tau": 3}), ("parallel", {}), ("tpp", {"seed": 3}), ("bsnn", {"cycle": 4})]
+NEURONS = [("if", {}), ("gn", {"tau": 3}), ("parallel", {}), ("tpp", {"seed": 3}), ("bsnn", {"cycle": 4}), ("if-permuted", {"seed": 5})]
 
 
 @pytest.mark.parametrize("neuron,options", NEURONS)

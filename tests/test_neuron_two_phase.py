@@ -1,5 +1,5 @@
-"""Two-phase neurons: parallel (P1–P3, P5 of methods.md §6.4), the TPP and BSNN reconstructions' stated
-properties, and the reference runtime against the numpy specification."""
+"""Windowed neurons: parallel (P1–P3, P5 of methods.md §6.4), the TPP and BSNN reconstructions' stated
+properties, TPP's permutation baseline, and the reference runtime against the numpy specification."""
 
 import numpy as np
 import pytest
@@ -13,7 +13,8 @@ from targets.reference.runtime import Signal
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.frontend import import_onnx
 from toolchain.graph import Activation
-from toolchain.neurons import parallel, qcfs, two_phase
+from toolchain.neurons import if_neuron, if_permuted, parallel, qcfs, two_phase
+from toolchain.neurons import simulate as simulate_if
 from toolchain.passes import canonicalise, lower_to_nir
 
 thresholds = st.floats(0.0625, 16.0, allow_nan=False, width=32)
@@ -126,3 +127,28 @@ def test_tpp_is_reproducible_per_seed(zoo):
     first, again, other = run(1), run(1), run(2)
     assert first.spikes == again.spikes and np.array_equal(first.readout, again.readout)
     assert first.spikes != other.spikes
+
+
+def test_if_permuted_keeps_each_neurons_if_count_and_scrambles_the_timing():
+    rng = np.random.default_rng(4)
+    steps, shape = 16, (40,)
+    x = rng.uniform(-0.2, 1.2, (steps, *shape)).astype(np.float32)
+    params = if_neuron.parameters(np.full(shape, 1.0, np.float32))
+    order = if_permuted.permutation(3, "layer", 0, steps, shape)
+    assert np.array_equal(np.sort(order, axis=0), np.broadcast_to(np.arange(steps)[:, None], order.shape))
+    permuted, plain = if_permuted.simulate(x, params, order), simulate_if(x, params)
+    np.testing.assert_array_equal(permuted.sum(0), plain.sum(0))
+    assert not np.array_equal(permuted, plain)
+
+
+def test_runtime_permuted_kernel_matches_the_spec():
+    rng = np.random.default_rng(6)
+    steps, batch, shape = 10, 4, (2, 3)
+    threshold = rng.uniform(0.5, 2, shape).astype(np.float32)
+    x = rng.normal(0.4, 1, (steps, batch, *shape)).astype(np.float32)
+    params = {"threshold": torch.from_numpy(threshold), "v_init": torch.from_numpy(threshold / 2), "r": torch.ones(shape),
+              "unit_r": True, "subtract": True, "max_spikes": 1, "seed": 9, "layer": "l"}
+    ours = ReferenceRuntime._permuted(params, Signal(torch.from_numpy(x), temporal=True), steps, first_sample=3).numpy()
+    for b in range(batch):
+        order = if_permuted.permutation(9, "l", 3 + b, steps, shape)
+        np.testing.assert_array_equal(ours[:, b], if_permuted.simulate(x[:, b], if_neuron.parameters(threshold), order))

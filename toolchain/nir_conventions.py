@@ -10,9 +10,10 @@ start at v_init and may emit several spikes per step. Each node therefore carrie
 | v_init               | IF         | initial membrane potential, array of the layer's shape             |
 | max_spikes_per_step  | IF         | m: spikes a neuron may emit in one step (1 for binary IF)           |
 | threshold, levels    | IF         | the ANN activation's λ (scalar or per channel) and QCFS level count |
-| schedule             | IF         | `two_phase`: integrate a window, then fire (parallel, tpp, bsnn)    |
+| schedule             | IF         | `two_phase`: integrate a window, then fire (parallel, tpp, bsnn);   |
+|                      |            | `permuted`: IF over the window, then a permuted replay (if-permuted) |
 | fire_rule, cycle     | IF         | two-phase rule (`deterministic`, `bernoulli`) and cycle (0 = T)     |
-| seed                 | IF         | seed of the Bernoulli draws (`tpp`)                                 |
+| seed                 | IF         | seed of the random draws (`tpp`, `if-permuted`)                     |
 | group, member(s)     | IF         | an expanded group neuron's layer name and member index              |
 | role                 | I          | `readout`: the non-spiking integrator summing the last layer        |
 | onnx_node            | any        | the ONNX node the NIR node came from                                |
@@ -26,6 +27,10 @@ from __future__ import annotations
 import dataclasses
 import graphlib
 import math
+import os
+import pickle
+import warnings
+from pathlib import Path
 
 import h5py
 import nir
@@ -38,6 +43,11 @@ from toolchain.graph import conv_output_hw
 KEY = "snnc"
 SUPPORTED_NODES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d,
                    nir.Scale, nir.Flatten, nir.IF, nir.I)
+_PASS_NIR = "pass a model.nir written by snnc compile or a valid NIR export"
+# What read_graph checks before the runtime converts fields to tensors or the report to numbers.
+_ARRAYS = {nir.Affine: ("weight", "bias"), nir.Linear: ("weight",), nir.Conv2d: ("weight", "bias"), nir.Scale: ("scale",),
+           nir.IF: ("r", "v_threshold", "v_reset"), nir.I: ("r",)}
+_METADATA_TYPES = {"v_init": "numbers", "threshold": "numbers", "max_spikes_per_step": "count", "levels": "count"}
 
 
 def snnc_metadata(node: nir.NIRNode) -> dict:
@@ -54,15 +64,11 @@ def normalise(node: nir.NIRNode) -> nir.NIRNode:
 
 def read_graph(path) -> nir.NIRGraph:
     """Read a NIR file and check it is a graph the reference runtime can run: only supported node types,
-    numeric finite parameters, snnc metadata of the documented types, one Input and one Output, no cycles,
+    finite numeric parameters, snnc metadata of the documented types, one Input and one Output, no cycles,
     and shapes that agree along every edge. Anything else is an SnncError naming the file and the node."""
-    _refuse_huge_datasets(path)
-    try:
-        # NIR 1.0.8's own type check takes weight.shape[1] as a grouped convolution's input channels and so
-        # rejects valid files; _check_shapes checks the same edges with the right rule.
-        graph = nir.read(str(path), type_check=False)
-    except (OSError, KeyError, AssertionError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise SnncError(f"{path}: not a readable NIR file ({type(err).__name__}: {error_summary(err)}); {_PASS_NIR}")
+    if not Path(path).is_file():
+        raise SnncError(f"{path}: no such file; pass the path of a model.nir")
+    graph = _read_in_child(path)
     if not isinstance(graph, nir.NIRGraph) or not isinstance(graph.metadata, dict):
         raise SnncError(f"{path}: not a NIR graph (its top node is a {type(graph).__name__}); {_PASS_NIR}")
     for name, node in graph.nodes.items():
@@ -78,10 +84,47 @@ def read_graph(path) -> nir.NIRGraph:
     return graph
 
 
-_PASS_NIR = "pass a model.nir written by snnc compile or a valid NIR export"
-_ARRAYS = {nir.Affine: ("weight", "bias"), nir.Linear: ("weight",), nir.Conv2d: ("weight", "bias"), nir.Scale: ("scale",),
-           nir.IF: ("r", "v_threshold", "v_reset"), nir.I: ("r",)}
-_METADATA_TYPES = {"v_init": "numbers", "threshold": "numbers", "max_spikes_per_step": "count", "levels": "count"}
+def _read_in_child(path) -> nir.NIRGraph:
+    """nir.read in a forked child. HDF5 follows the file's internal addresses, so a damaged file can crash it
+    (SIGSEGV) instead of raising an error; the child takes that risk and hands back the graph or the message."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child must never return into the caller's code, so it always leaves through os._exit
+        status = 1
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as pipe:
+                pickle.dump(_graph_or_message(path), pipe)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            payload = pipe.read()
+    finally:
+        _, status = os.waitpid(child, 0)
+    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        raise SnncError(f"{path}: a damaged HDF5 file (reading it crashed the HDF5 library); {_PASS_NIR}")
+    result = pickle.loads(payload)
+    if isinstance(result, str):
+        raise SnncError(result)
+    return result
+
+
+def _graph_or_message(path) -> nir.NIRGraph | str:
+    warnings.simplefilter("ignore")  # in the child only: nir's arithmetic on bad values must not add lines to stderr
+    try:
+        _refuse_huge_datasets(path)
+        # NIR 1.0.8's own type check takes weight.shape[1] as a grouped convolution's input channels and so
+        # rejects valid files; _check_shapes checks the same edges with the right rule.
+        return nir.read(str(path), type_check=False)
+    except SnncError as err:
+        return str(err)
+    except Exception as err:  # nir builds nodes from whatever the file holds and fails in many ways on bad values
+        detail = error_summary(err)
+        detail = detail if detail.startswith(type(err).__name__) else f"{type(err).__name__}: {detail}"
+        return f"{path}: not a readable NIR file ({detail}); {_PASS_NIR}"
 
 
 def _refuse_huge_datasets(path) -> None:
@@ -92,12 +135,8 @@ def _refuse_huge_datasets(path) -> None:
                 f"{path}: dataset '{name}' declares shape {item.shape} ({item.size * item.dtype.itemsize / 2**30:.1f} GiB); "
                 f"snnc reads arrays up to {MAX_TENSOR_BYTES // 2**30} GiB, so this file is damaged or not for snnc"
             )
-
-    try:
-        with h5py.File(path, "r") as f:
-            f.visititems(check)
-    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as err:
-        raise SnncError(f"{path}: not a readable NIR file ({type(err).__name__}: {error_summary(err)}); {_PASS_NIR}")
+    with h5py.File(path, "r") as f:
+        f.visititems(check)
 
 
 def _numbers(value, what: str) -> np.ndarray:
@@ -270,19 +309,23 @@ def differences(a: nir.NIRGraph, b: nir.NIRGraph) -> list[str]:
     return found
 
 
-def two_phase_layers(graph: nir.NIRGraph) -> list[str]:
-    return [n for n, node in graph.nodes.items() if str(snnc_metadata(node).get("schedule", "")) == "two_phase"]
+WINDOWED_SCHEDULES = ("two_phase", "permuted")
+
+
+def windowed_layers(graph: nir.NIRGraph) -> list[str]:
+    """Layers that need their whole window (or cycle) of input before they emit: T is part of such a neuron."""
+    return [n for n, node in graph.nodes.items() if str(snnc_metadata(node).get("schedule", "")) in WINDOWED_SCHEDULES]
 
 
 def latency_steps(graph: nir.NIRGraph, timesteps: int) -> int:
     """Steps from presenting a sample until its answer after T steps is complete on a streaming target:
-    T, plus one cycle for every two-phase layer on the longest path (each fires only after integrating a cycle)."""
+    T, plus one cycle (or window) for every windowed layer on the longest path: each emits only after it."""
     from targets.reference.runtime import _topological_order
 
     order, preds = _topological_order(graph)
     delay = {}
     for name in order:
         meta = snnc_metadata(graph.nodes[name])
-        own = (int(meta.get("cycle", 0)) or timesteps) if str(meta.get("schedule", "")) == "two_phase" else 0
+        own = (int(meta.get("cycle", 0)) or timesteps) if str(meta.get("schedule", "")) in WINDOWED_SCHEDULES else 0
         delay[name] = max((delay[p] for p in preds[name]), default=0) + own
     return timesteps + max(delay.values())

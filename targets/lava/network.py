@@ -47,10 +47,13 @@ class _Builder:
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense
 
-        from targets.lava.procs.processes import CurrentSource, DelayLine, Multiply, Readout, SoftResetNeuron, TwoPhaseNeuron
+        from targets.lava.procs.processes import (
+            CurrentSource, DelayLine, Multiply, PermutedIFNeuron, Readout, SoftResetNeuron, TwoPhaseNeuron,
+        )
 
         self.classes = dict(Conv=Conv, Dense=Dense, CurrentSource=CurrentSource, DelayLine=DelayLine, Multiply=Multiply,
-                            Readout=Readout, SoftResetNeuron=SoftResetNeuron, TwoPhaseNeuron=TwoPhaseNeuron)
+                            PermutedIFNeuron=PermutedIFNeuron, Readout=Readout, SoftResetNeuron=SoftResetNeuron,
+                            TwoPhaseNeuron=TwoPhaseNeuron)
         self.graph, self.timesteps, self.tag = graph, timesteps, tag
         self.fixed = tag == "fixed_pt"
         self.samples = len(x)
@@ -160,6 +163,9 @@ class _Builder:
                 process = self.classes["TwoPhaseNeuron"](rule=str(meta["fire_rule"]), cycle=cycle, seed=int(meta.get("seed", 0)),
                                                          layer=name, **common)
                 out_delay = delay + cycle  # it fires a cycle after integrating it
+            elif str(meta.get("schedule", "")) == "permuted":
+                process = self.classes["PermutedIFNeuron"](seed=int(meta.get("seed", 0)), layer=name, **common)
+                out_delay = delay + self.timesteps  # it replays a window after recording it
             else:
                 process = self.classes["SoftResetNeuron"](max_spikes=int(meta.get("max_spikes_per_step", 1)), **common)
                 out_delay = delay

@@ -52,9 +52,9 @@ def qcfs(x: np.ndarray, threshold, levels: int) -> np.ndarray:
 
 
 def _models() -> dict:
-    from toolchain.neurons import bsnn, gn, if_neuron, parallel, tpp
+    from toolchain.neurons import bsnn, gn, if_neuron, if_permuted, parallel, tpp
 
-    return {module.NAME: module for module in (if_neuron, gn, parallel, tpp, bsnn)}
+    return {module.NAME: module for module in (if_neuron, gn, parallel, tpp, if_permuted, bsnn)}
 
 
 def get_model(name: str):

@@ -124,6 +124,8 @@ class _Lowering:
         if schedule is not None:  # a two-phase neuron (toolchain/neurons/two_phase.py)
             meta[KEY].update(schedule="two_phase", fire_rule=schedule["rule"],
                              cycle=int(schedule_options.get("cycle", schedule["cycle"])), seed=int(schedule_options.get("seed", 0)))
+        elif getattr(self.model, "PERMUTED", False):  # IF over the window, then a permuted replay
+            meta[KEY].update(schedule="permuted", cycle=0, seed=int(schedule_options.get("seed", 0)))
         self.nodes[name] = nir.IF(
             r=np.ones(in_shape, np.float32),
             v_threshold=np.ascontiguousarray(np.broadcast_to(params.unit_threshold, in_shape), np.float32),

@@ -8,8 +8,10 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from targets.lava.procs.processes import CurrentSource, DelayLine, Multiply, Readout, SoftResetNeuron, TwoPhaseNeuron
-from toolchain.neurons import two_phase
+from targets.lava.procs.processes import (
+    CurrentSource, DelayLine, Multiply, PermutedIFNeuron, Readout, SoftResetNeuron, TwoPhaseNeuron,
+)
+from toolchain.neurons import if_permuted, two_phase
 
 POTENTIAL_LIMIT = 2**23 - 1
 
@@ -42,20 +44,31 @@ class PyCurrentSourceFixed(_CurrentSourceModel):
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
 
 
-class _SoftResetNeuronModel(PyLoihiProcessModel):
-    def spike_count(self, v):
-        raise NotImplementedError
+def _float_spikes(v, threshold, max_spikes):
+    return np.clip(np.floor(v / threshold), 0, max_spikes)
 
-    def run_spk(self):
-        a = self.a_in.recv()
-        k, step = _window(self)
+
+def _fixed_spikes(v, threshold, max_spikes):
+    return np.clip(np.floor_divide(v, threshold), 0, max_spikes).astype(np.int32)
+
+
+class _SoftResetNeuronModel(PyLoihiProcessModel):
+    spike_count = None  # _float_spikes or _fixed_spikes, by precision
+
+    def integrate(self, a, k: int, step: int, max_spikes: int):
+        """The soft-reset IF step (toolchain.neurons.step): reset at a window's start, add, fire, subtract."""
         if k >= 0 and step == 0:
             self.v[:] = self.v_init
         self.v[:] = self.v + a + self.bias
         if self.proc_params["saturate"]:
             np.clip(self.v, -POTENTIAL_LIMIT, POTENTIAL_LIMIT, out=self.v)
-        n = self.spike_count(self.v)
+        n = type(self).spike_count(self.v, self.threshold, max_spikes)
         self.v[:] = self.v - n * self.threshold
+        return n
+
+    def run_spk(self):
+        k, step = _window(self)
+        n = self.integrate(self.a_in.recv(), k, step, self.proc_params["max_spikes"])
         if 0 <= k < self.proc_params["windows"]:
             self.counts[k] += int(n.sum())
         self.s_out.send(n)
@@ -72,9 +85,7 @@ class PySoftResetNeuronFloat(_SoftResetNeuronModel):
     threshold: np.ndarray = LavaPyType(np.ndarray, float)
     bias: np.ndarray = LavaPyType(np.ndarray, float)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
-
-    def spike_count(self, v):
-        return np.clip(np.floor(v / self.threshold), 0, self.proc_params["max_spikes"])
+    spike_count = _float_spikes
 
 
 @implements(proc=SoftResetNeuron, protocol=LoihiProtocol)
@@ -88,9 +99,7 @@ class PySoftResetNeuronFixed(_SoftResetNeuronModel):
     threshold: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
-
-    def spike_count(self, v):
-        return np.clip(np.floor_divide(v, self.threshold), 0, self.proc_params["max_spikes"]).astype(np.int32)
+    spike_count = _fixed_spikes
 
 
 class _ReadoutModel(PyLoihiProcessModel):
@@ -247,6 +256,61 @@ class PyTwoPhaseNeuronFixed(_TwoPhaseNeuronModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
     v_acc: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    v_init: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    threshold: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+class _PermutedIFNeuronModel(_SoftResetNeuronModel):
+    """Records the IF spikes of window k, replays them during window k+1 in the order if_permuted.permutation."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.recorded = None
+        self.replay = None
+
+    def run_spk(self):
+        k, step = _window(self)
+        period = self.proc_params["period"]
+        if k >= 0 and step == 0:
+            if k > 0:
+                order = if_permuted.permutation(self.proc_params["seed"], self.proc_params["layer"], k - 1, period, self.threshold.shape)
+                self.replay = np.take_along_axis(self.recorded, order, axis=0)
+            self.recorded = np.zeros((period, *self.threshold.shape), self.s_out_type)
+        n = self.integrate(self.a_in.recv(), k, step, 1)
+        if k >= 0:
+            self.recorded[step] = n
+        spikes = self.replay[step] if self.replay is not None and k >= 1 else np.zeros(self.threshold.shape, self.s_out_type)
+        if 1 <= k <= self.proc_params["windows"]:
+            self.counts[k - 1] += int(spikes.sum())
+        self.s_out.send(spikes)
+
+
+@implements(proc=PermutedIFNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyPermutedIFNeuronFloat(_PermutedIFNeuronModel):
+    s_out_type = np.float64
+    spike_count = _float_spikes
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    v_init: np.ndarray = LavaPyType(np.ndarray, float)
+    threshold: np.ndarray = LavaPyType(np.ndarray, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+@implements(proc=PermutedIFNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyPermutedIFNeuronFixed(_PermutedIFNeuronModel):
+    s_out_type = np.int32
+    spike_count = _fixed_spikes
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     v_init: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     threshold: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)

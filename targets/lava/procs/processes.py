@@ -92,3 +92,19 @@ class TwoPhaseNeuron(AbstractProcess):
         self.threshold = Var(shape=shape, init=threshold)
         self.bias = Var(shape=shape, init=bias)
         self.counts = Var(shape=(windows,), init=0)
+
+
+class PermutedIFNeuron(AbstractProcess):
+    """`if-permuted` (toolchain/neurons/if_permuted.py): an IF layer that records its spikes over each window and
+    replays them in a seeded random order per neuron during the next window (one window of latency)."""
+
+    def __init__(self, *, shape, threshold, v_init, bias, seed: int, layer: str, period: int, delay: int, windows: int,
+                 saturate: bool, name=None):
+        super().__init__(seed=seed, layer=layer, period=period, delay=delay, windows=windows, saturate=saturate, name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.v = Var(shape=shape, init=v_init)
+        self.v_init = Var(shape=shape, init=v_init)
+        self.threshold = Var(shape=shape, init=threshold)
+        self.bias = Var(shape=shape, init=bias)
+        self.counts = Var(shape=(windows,), init=0)
