@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--tau", type=int, default=DEFAULT_TAU, help=f"members per group neuron, for --neuron gn (default: {DEFAULT_TAU})")
     comp.add_argument("--gn-form", default=None, choices=GN_FORMS,
                       help="group neurons as graded compact neurons or as tau binary IF members (default: compact, expanded when a target needs binary spikes)")
-    comp.add_argument("--seed", type=int, default=0, help="seed of tpp's Bernoulli draws (default: 0)")
+    comp.add_argument("--seed", type=int, default=0, help="seed of the random draws of tpp and if-permuted (default: 0)")
     comp.add_argument("--cycle", type=int, default=None, help="bsnn's cycle length in steps (default: 4); --timesteps must be multiples")
     comp.add_argument("--target", default="reference", help=f"comma-separated targets from {', '.join(TARGETS)} (default: reference)")
     comp.add_argument("--precision", default="float", choices=PRECISIONS,
@@ -92,7 +92,7 @@ def _neuron_options(args) -> dict:
     """The options that belong to the chosen neuron model."""
     if args.neuron == "gn":
         return {"tau": args.tau}
-    if args.neuron == "tpp":
+    if args.neuron in ("tpp", "if-permuted"):
         return {"seed": args.seed}
     if args.neuron == "bsnn" and args.cycle is not None:
         if args.cycle < 1:

@@ -15,7 +15,7 @@ from targets.reference import ReferenceRuntime
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.errors import SnncError
 from toolchain.frontend import import_onnx, load_onnx
-from toolchain.nir_conventions import differences, latency_steps, read_graph, two_phase_layers
+from toolchain.nir_conventions import differences, latency_steps, read_graph, windowed_layers
 from toolchain.onnx_runtime import predict
 from toolchain.outdir import staged_output
 from toolchain.graph import Activation, AnnGraph
@@ -111,10 +111,11 @@ def _write_reports(folder: Path, report: dict) -> None:
 
 def _simulate(networks: dict[int, nir.NIRGraph], x, y, ann_predictions, options: CompileOptions) -> dict:
     """A reference target entry from the network for each T. Causal neurons: one run at the largest T gives every
-    prefix. Two-phase neurons see a whole window before firing, so T is part of the neuron: one run per T."""
+    prefix. Windowed neurons (two-phase, permuted) need a whole window before firing, so T is part of the neuron:
+    one run per T."""
     steps = list(options.timesteps)
     largest = networks[max(steps)]
-    if not two_phase_layers(largest):
+    if not windowed_layers(largest):
         result = ReferenceRuntime(largest, threads=options.threads).run(x, max(steps), batch_size=options.batch_size)
         entry = target_entry(result, y, steps, ann_predictions)
     else:

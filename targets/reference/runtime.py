@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from toolchain.errors import SnncError
-from toolchain.neurons import two_phase
+from toolchain.neurons import if_permuted, two_phase
 from toolchain.nir_conventions import snnc_metadata
 from toolchain.progress import progress
 
@@ -130,6 +130,7 @@ class ReferenceRuntime:
                 "unit_r": bool(np.all(np.asarray(node.r) == 1)),
                 "saturate": dtype == torch.float64,
                 "two_phase": str(meta.get("schedule", "")) == "two_phase",
+                "permuted": str(meta.get("schedule", "")) == "permuted",
                 "rule": str(meta.get("fire_rule", "deterministic")),
                 "cycle": int(meta.get("cycle", 0)),
                 "seed": int(meta.get("seed", 0)),
@@ -210,7 +211,7 @@ class ReferenceRuntime:
     def _apply(self, name: str, node, signal: Signal, timesteps: int, first_sample: int) -> Signal:
         p = self.params[name]
         if isinstance(node, nir.IF):
-            kernel = self._two_phase if p["two_phase"] else self._neuron
+            kernel = self._two_phase if p["two_phase"] else self._permuted if p["permuted"] else self._neuron
             return Signal(kernel(p, signal, timesteps, first_sample), temporal=True)
         if isinstance(node, nir.I):
             data = signal.data if signal.temporal else signal.data.expand(timesteps, *signal.data.shape)
@@ -280,6 +281,15 @@ class ReferenceRuntime:
                 torch.lt(u[start + t], probability, out=out[start + t])
                 v -= out[start + t] * threshold
         return out
+
+    @classmethod
+    def _permuted(cls, p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:
+        """IF spikes over the window, replayed in a seeded random order per neuron (toolchain/neurons/if_permuted.py)."""
+        spikes = cls._neuron(p, signal, timesteps)
+        shape = tuple(p["threshold"].shape)
+        order = np.stack([if_permuted.permutation(p["seed"], p["layer"], first_sample + b, timesteps, shape)
+                          for b in range(spikes.shape[1])], axis=1)
+        return torch.take_along_dim(spikes, torch.from_numpy(order), dim=0)
 
     @staticmethod
     def _neuron(p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:
