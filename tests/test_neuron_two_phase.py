@@ -152,3 +152,23 @@ def test_runtime_permuted_kernel_matches_the_spec():
     for b in range(batch):
         order = if_permuted.permutation(9, "l", 3 + b, steps, shape)
         np.testing.assert_array_equal(ours[:, b], if_permuted.simulate(x[:, b], if_neuron.parameters(threshold), order))
+
+
+@pytest.mark.parametrize("model_name,data", [("digits_cnn_qcfs8", "digits"), ("digits_mlp_relu", "digits")])
+def test_window_sum_path_equals_the_step_by_step_path(zoo, model_name, data):
+    graph = canonicalise(import_onnx(zoo / f"{model_name}.onnx"))
+    for node in graph.nodes.values():  # plain ReLU layers get a threshold so they can be lowered
+        if isinstance(node.op, Activation) and node.op.threshold is None:
+            node.op.threshold = 1.0
+    runtime = ReferenceRuntime(lower_to_nir(graph, "parallel"))
+    x = torch.from_numpy(fit_to_input(load_dataset(data).x_test[:32], graph.input_shape, data))
+    steps = 6
+    assert runtime.runs_on_window_sums(steps)
+    fast_totals, slow_totals = {}, {}
+    with torch.inference_mode():
+        fast, fast_counts = runtime._run_window_sums(x, steps, steps=(2, 6), neuron_totals=fast_totals)
+        slow, slow_counts = runtime._run_batch(x, steps, steps=(2, 6), neuron_totals=slow_totals)
+    np.testing.assert_allclose(fast[-1].numpy(), slow[-1].numpy(), rtol=1e-5, atol=1e-4)
+    for name in slow_counts:
+        np.testing.assert_array_equal(fast_counts[name], slow_counts[name])
+        np.testing.assert_array_equal(fast_totals[runtime.layer_of[name]][0], slow_totals[runtime.layer_of[name]][0])

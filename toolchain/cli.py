@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="snnc", description="Compile trained ANNs (ONNX) into spiking neural networks.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    # Each command also takes --debug; its default is SUPPRESS so that it does not reset `snnc --debug COMMAND`.
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--samples", type=int, default=None, help="evaluate only the first N test samples")
     common.add_argument("--threads", type=_threads, default=min(2, os.cpu_count() or 1), help="CPU threads for torch and onnxruntime (default: 2)")
     common.add_argument("--batch-size", type=int, default=None, help="samples per simulation batch (default: chosen to bound memory)")
-    common.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     comp = commands.add_parser("compile", parents=[common], help="convert an ONNX model to an SNN, run it on the targets, report")
     comp.add_argument("model", help="the trained ANN as .onnx")
@@ -59,11 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     insp = commands.add_parser("inspect", help="list an ONNX model's nodes, shapes and snnc support")
     insp.add_argument("model", help="the ONNX model")
     insp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling to assume")
-    insp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    insp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     run = commands.add_parser("run", parents=[common], help="run a model.nir on the reference runtime")
     run.add_argument("nir_file", help="a NIR file written by snnc compile (or another NIR exporter)")
     run.add_argument("-o", "--output", default=None, help="write report.json into this folder")
+
+    rep = commands.add_parser("report", help="render OUTDIR/report.md and OUTDIR/report.html again from OUTDIR/report.json")
+    rep.add_argument("outdir", help="an output folder of snnc compile")
+    rep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -115,15 +120,23 @@ def _run(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from toolchain.report import rerender
+
+    print("wrote " + ", ".join(str(path) for path in rerender(args.outdir)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return {"compile": _compile, "inspect": _inspect, "run": _run}[args.command](args)
-    except SnncError as err:
-        if args.debug:
-            raise
-        print(f"snnc: error: {err}", file=sys.stderr)
-        return SnncError.exit_code
+    try:  # Ctrl-C may come while the parser imports torch, before any command runs
+        args = _parser().parse_args(argv)
+        try:
+            return {"compile": _compile, "inspect": _inspect, "run": _run, "report": _report}[args.command](args)
+        except SnncError as err:
+            if args.debug:
+                raise
+            print(f"snnc: error: {err}", file=sys.stderr)
+            return SnncError.exit_code
     except KeyboardInterrupt:
         print("snnc: interrupted; no output was written", file=sys.stderr)
         return 130

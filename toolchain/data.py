@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,20 +87,28 @@ BUILTIN = {"digits": _load_digits, "mnist5k": _load_mnist5k, "fashion": _load_fa
 
 
 def _load_npz(path: Path) -> Dataset:
+    save_hint = "save one with numpy.savez(path, x=..., y=...)"
+    if not zipfile.is_zipfile(path):  # np.load would try it as .npy or pickle and blame pickling
+        raise SnncError(f"{path}: not a .npz archive; {save_hint}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as err:
-        raise SnncError(f"{path}: not a readable .npz file ({err}); save one with numpy.savez(path, x=..., y=...)")
-    if "x" not in arrays or "y" not in arrays:
-        raise SnncError(f"{path}: needs arrays 'x' and 'y' (has {sorted(arrays)}); save with numpy.savez(path, x=..., y=...)")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise SnncError(f"{path}: not a readable .npz file ({err}); {save_hint}")
+    if not isinstance(arrays.get("x"), np.ndarray) or not isinstance(arrays.get("y"), np.ndarray):
+        found = sorted(key for key, value in arrays.items() if isinstance(value, np.ndarray))
+        raise SnncError(f"{path}: needs arrays 'x' and 'y' (has arrays {found}); {save_hint}")
     x, y = arrays["x"], arrays["y"]
-    if len(x) != len(y) or y.ndim != 1:
-        raise SnncError(f"{path}: 'x' has {len(x)} samples but 'y' has shape {y.shape}; 'y' must hold one label per sample")
-    if not np.issubdtype(x.dtype, np.number) or not np.issubdtype(y.dtype, np.integer):
-        raise SnncError(f"{path}: 'x' must be numeric and 'y' integer labels (got {x.dtype} and {y.dtype})")
-    if len(y) and y.min() < 0:
-        raise SnncError(f"{path}: labels in 'y' must be 0..C-1 (found {y.min()})")
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+        raise SnncError(
+            f"{path}: 'x' has shape {x.shape} and 'y' {y.shape}; 'x' must hold samples (N, ...) and 'y' one label per sample (N,)"
+        )
+    if x.dtype.kind not in "biuf" or y.dtype.kind not in "iu":
+        raise SnncError(f"{path}: 'x' must be real numbers and 'y' integer labels (got {x.dtype} and {y.dtype})")
+    if not len(y):
+        raise SnncError(f"{path}: 'x' and 'y' hold no samples; pass a file with at least one labelled sample")
+    if y.min() < 0:
+        raise SnncError(f"{path}: labels in 'y' must be 0..C-1 for C classes (found {y.min()}); relabel the samples")
     x = x.astype(np.float32)
     if not np.isfinite(x).all():
         raise SnncError(f"{path}: 'x' contains NaN or Inf values; clean the data before compiling")
@@ -117,6 +126,15 @@ def load_dataset(name_or_path: str) -> Dataset:
             raise SnncError(f"{path}: no such data file; pass a built-in name ({', '.join(BUILTIN)}) or an existing .npz")
         return _load_npz(path)
     raise SnncError(f"unknown dataset '{name_or_path}': use one of {', '.join(BUILTIN)} or a .npz file with arrays x and y")
+
+
+def check_labels(dataset: Dataset, num_outputs: int, source: str) -> None:
+    """Refuse labels the model cannot predict: with C outputs its prediction (the argmax) is 0..C-1."""
+    if dataset.num_classes > num_outputs:
+        raise SnncError(
+            f"{source}: labels go up to {dataset.num_classes - 1} but the model has {num_outputs} outputs; "
+            f"pass data labelled 0..{num_outputs - 1}, or the model trained for this data"
+        )
 
 
 def fit_to_input(x: np.ndarray, input_shape: tuple[int, ...], source: str) -> np.ndarray:

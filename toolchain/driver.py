@@ -11,7 +11,9 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from targets.chips import load_chips
 from targets.reference import ReferenceRuntime
+from toolchain.costs import energy_report, resource_report, structure_of
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.errors import SnncError
 from toolchain.frontend import import_onnx, load_onnx
@@ -22,7 +24,7 @@ from toolchain.graph import Activation, AnnGraph
 from toolchain.passes import (
     calibrate_distribution, calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir, quantize_loihi,
 )
-from toolchain.report import compare_runs, layer_table, markdown, target_entry, terminal, versions
+from toolchain.report import compare_runs, layer_table, operations_entry, target_entry, terminal, versions, write_reports
 
 # What each target's neurons can emit per step: graded counts (compact group neurons) or binary spikes only.
 TARGETS = {"reference": "graded", "nir": "binary", "lava": "graded"}
@@ -104,25 +106,27 @@ def _test_split(data: str, input_shape, samples: int | None):
     return dataset, x, y
 
 
-def _write_reports(folder: Path, report: dict) -> None:
-    (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-    (folder / "report.md").write_text(markdown(report))
+def _counted_entry(graph: nir.NIRGraph, result, y, steps: list[int], ann_predictions, macs: dict[str, int]) -> dict:
+    """A target entry with the run's exact operation counts (docs/energy.md)."""
+    return {**target_entry(result, y, steps, ann_predictions), **operations_entry(structure_of(graph), result, macs)}
 
 
-def _simulate(networks: dict[int, nir.NIRGraph], x, y, ann_predictions, options: CompileOptions) -> dict:
+def _simulate(networks: dict[int, nir.NIRGraph], x, y, ann_predictions, options: CompileOptions, macs: dict[str, int]) -> dict:
     """A reference target entry from the network for each T. Causal neurons: one run at the largest T gives every
     prefix. Windowed neurons (two-phase, permuted) need a whole window before firing, so T is part of the neuron:
     one run per T."""
     steps = list(options.timesteps)
     largest = networks[max(steps)]
     if not windowed_layers(largest):
-        result = ReferenceRuntime(largest, threads=options.threads).run(x, max(steps), batch_size=options.batch_size)
-        entry = target_entry(result, y, steps, ann_predictions)
+        result = ReferenceRuntime(largest, threads=options.threads).run(
+            x, max(steps), batch_size=options.batch_size, per_neuron_steps=steps)
+        entry = _counted_entry(largest, result, y, steps, ann_predictions, macs)
     else:
-        entries = [target_entry(ReferenceRuntime(networks[t], threads=options.threads).run(
-            x, t, batch_size=options.batch_size, label=f"SNN (reference) T={t}"), y, [t], ann_predictions) for t in steps]
+        entries = [_counted_entry(networks[t], ReferenceRuntime(networks[t], threads=options.threads).run(
+            x, t, batch_size=options.batch_size, label=f"SNN (reference) T={t}", per_neuron_steps=(t,)),
+            y, [t], ann_predictions, macs) for t in steps]
         entry = entries[-1]
-        for key in ("accuracy", "agreement_with_ann", "spikes_per_inference"):
+        for key in ("accuracy", "agreement_with_ann", "spikes_per_inference", "synops_per_inference"):
             entry[key] = {k: v for e in entries for k, v in e[key].items()}
     entry["latency_steps"] = {str(t): latency_steps(networks[t], t) for t in steps}
     return entry
@@ -190,12 +194,13 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
         largest = max(options.timesteps)
         float_networks = {t: written if t == largest else net[0] for t, net in networks.items()}
         loihi_networks = {t: written_loihi if t == largest else net[1] for t, net in networks.items()}
+        macs = structure_of(written).macs  # the ANN's MACs per layer, from the float network
         if "reference" in options.targets or "lava" in options.targets:
             chosen = loihi_networks if options.precision == "loihi" else float_networks
-            report["targets"]["reference"] = _simulate(chosen, x, y, ann_predictions, options)
+            report["targets"]["reference"] = _simulate(chosen, x, y, ann_predictions, options, macs)
             report["targets"]["reference"]["precision"] = options.precision
             if written_loihi is not None and options.precision != "loihi":
-                report["targets"]["reference-loihi"] = _simulate(loihi_networks, x, y, ann_predictions, options)
+                report["targets"]["reference-loihi"] = _simulate(loihi_networks, x, y, ann_predictions, options, macs)
                 report["targets"]["reference-loihi"]["precision"] = "loihi"
         if "lava" in options.targets:
             lava_graph = written_loihi if options.lava_tag == "fixed_pt" else written
@@ -204,9 +209,14 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
             report["checks"].append(check)
         if "nir" in options.targets:
             report["nir"] = {"file": "model.nir", "nodes": len(written.nodes), "read_back_identical": True}
-        _write_reports(folder, report)
+        chips = load_chips()
+        if "reference" in report["targets"]:
+            report["energy"] = energy_report(report["targets"]["reference"], chips)
+        # Graded-spike chips run the network as compiled; binary ones run group neurons as their binary members.
+        report["resources"] = resource_report(chips, written, expand_group_neurons(written))
+        write_reports(folder, report)
     echo(terminal(report))
-    echo(f"wrote {outdir}/model.nir, {outdir}/report.json, {outdir}/report.md")
+    echo(f"wrote {outdir}/model.nir, {outdir}/report.json, {outdir}/report.md, {outdir}/report.html")
     return report
 
 

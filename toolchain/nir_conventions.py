@@ -25,10 +25,14 @@ is its spike count, which is also what NIR's standard meaning gives.
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import graphlib
 import math
 import os
 import pickle
+import select
+import signal
+import time
 import warnings
 from pathlib import Path
 
@@ -44,10 +48,16 @@ KEY = "snnc"
 SUPPORTED_NODES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d,
                    nir.Scale, nir.Flatten, nir.IF, nir.I)
 _PASS_NIR = "pass a model.nir written by snnc compile or a valid NIR export"
+# Reading slower than this (after a fixed allowance for starting) means HDF5 is looping on a damaged file.
+READ_SECONDS_MIN, READ_BYTES_PER_SECOND_MIN = 30.0, 10e6
 # What read_graph checks before the runtime converts fields to tensors or the report to numbers.
 _ARRAYS = {nir.Affine: ("weight", "bias"), nir.Linear: ("weight",), nir.Conv2d: ("weight", "bias"), nir.Scale: ("scale",),
            nir.IF: ("r", "v_threshold", "v_reset"), nir.I: ("r",)}
-_METADATA_TYPES = {"v_init": "numbers", "threshold": "numbers", "max_spikes_per_step": "count", "levels": "count"}
+# snnc metadata that the runtime and the report turn into numbers: arrays of finite numbers, and single integers
+# within bounds (weight_exp is a power of 2 that must stay within float range; host is a flag).
+_METADATA_ARRAYS = ("v_init", "threshold")
+_METADATA_INTEGERS = {"max_spikes_per_step": (0, None), "levels": (0, None), "cycle": (0, None), "seed": (0, None),
+                      "weight_exp": (-64, 64), "host": (0, 1)}
 
 
 def snnc_metadata(node: nir.NIRNode) -> dict:
@@ -67,7 +77,7 @@ def read_graph(path) -> nir.NIRGraph:
     finite numeric parameters, snnc metadata of the documented types, one Input and one Output, no cycles,
     and shapes that agree along every edge. Anything else is an SnncError naming the file and the node."""
     if not Path(path).is_file():
-        raise SnncError(f"{path}: no such file; pass the path of a model.nir")
+        raise SnncError(f"{path}: {'not a file' if Path(path).exists() else 'no such file'}; pass the path of a model.nir")
     graph = _read_in_child(path)
     if not isinstance(graph, nir.NIRGraph) or not isinstance(graph.metadata, dict):
         raise SnncError(f"{path}: not a NIR graph (its top node is a {type(graph).__name__}); {_PASS_NIR}")
@@ -86,12 +96,14 @@ def read_graph(path) -> nir.NIRGraph:
 
 def _read_in_child(path) -> nir.NIRGraph:
     """nir.read in a forked child. HDF5 follows the file's internal addresses, so a damaged file can crash it
-    (SIGSEGV) instead of raising an error; the child takes that risk and hands back the graph or the message."""
+    (SIGSEGV) or send it round in circles instead of raising an error; the child takes that risk, within a time
+    limit, and hands back the graph or the error message."""
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:  # the child must never return into the caller's code, so it always leaves through os._exit
         status = 1
         try:
+            faulthandler.disable()  # a crash here is expected and reported by the parent, without a dump on stderr
             os.close(read_end)
             with os.fdopen(write_end, "wb") as pipe:
                 pickle.dump(_graph_or_message(path), pipe)
@@ -99,17 +111,34 @@ def _read_in_child(path) -> nir.NIRGraph:
         finally:
             os._exit(status)
     os.close(write_end)
+    limit = READ_SECONDS_MIN + Path(path).stat().st_size / READ_BYTES_PER_SECOND_MIN
+    payload = None
     try:
-        with os.fdopen(read_end, "rb") as pipe:
-            payload = pipe.read()
+        payload = _read_until_closed(read_end, time.monotonic() + limit)
     finally:
+        if payload is None:  # the time is up, or Ctrl-C
+            os.kill(child, signal.SIGKILL)
         _, status = os.waitpid(child, 0)
+    if payload is None:
+        raise SnncError(f"{path}: a damaged HDF5 file (reading it did not finish in {limit:.0f} s); {_PASS_NIR}")
     if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
         raise SnncError(f"{path}: a damaged HDF5 file (reading it crashed the HDF5 library); {_PASS_NIR}")
     result = pickle.loads(payload)
     if isinstance(result, str):
         raise SnncError(result)
     return result
+
+
+def _read_until_closed(fd: int, deadline: float) -> bytes | None:
+    """Everything written to the pipe `fd` until its writer closes it, or None at the deadline."""
+    chunks = []
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while select.select([pipe], [], [], max(deadline - time.monotonic(), 0))[0]:
+            chunk = pipe.read(1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    return None
 
 
 def _graph_or_message(path) -> nir.NIRGraph | str:
@@ -146,12 +175,14 @@ def _numbers(value, what: str) -> np.ndarray:
     return array
 
 
-def _ints(value, what: str, count: int, minimum: int = 1) -> tuple[int, ...]:
+def _ints(value, what: str, count: int, minimum: int = 1, maximum: int | None = None) -> tuple[int, ...]:
+    """`count` integers from a scalar (repeated) or an array of `count`, each within [minimum, maximum]."""
     array = _numbers(value, what).reshape(-1)
     if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
         raise ValueError(f"has a {what} of non-integers {array.tolist()}")
-    if array.size not in (1, count) or (array < minimum).any():
-        raise ValueError(f"has {what} {array.tolist()}; expected {count} integers of at least {minimum}")
+    if array.size not in (1, count) or (array < minimum).any() or (maximum is not None and (array > maximum).any()):
+        bounds = f"{minimum}..{maximum}" if maximum is not None else f"at least {minimum}"
+        raise ValueError(f"has {what} {array.tolist()}; expected {count} integer(s) of {bounds}")
     return tuple(int(v) for v in np.broadcast_to(array, count))
 
 
@@ -169,13 +200,13 @@ def _check_fields(node: nir.NIRNode) -> None:
         _ints(node.groups, "groups", 1)
     if not isinstance(node.metadata, dict) or not isinstance(node.metadata.get(KEY, {}), dict):
         raise ValueError(f"has metadata that is not a mapping (snnc keeps its own under '{KEY}')")
-    for key, kind in _METADATA_TYPES.items():
-        if key in snnc_metadata(node):
-            value = snnc_metadata(node)[key]
-            if kind == "numbers":
-                _numbers(value, f"metadata '{key}'")
-            else:
-                _ints(value, f"metadata '{key}'", 1, minimum=0)
+    meta = snnc_metadata(node)
+    for key in _METADATA_ARRAYS:
+        if key in meta:
+            _numbers(meta[key], f"metadata '{key}'")
+    for key, (minimum, maximum) in _METADATA_INTEGERS.items():
+        if key in meta:
+            _ints(meta[key], f"metadata '{key}'", 1, minimum, maximum)
 
 
 def _shape_of(node: nir.NIRNode, port: str) -> tuple[int, ...]:
@@ -224,7 +255,7 @@ def _output_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
         if start >= len(shape) or end >= len(shape) or start % len(shape) > end % len(shape):
             raise ValueError(f"flattens dimensions {start}..{end} of a {len(shape)}-dimensional input")
         start, end = start % len(shape), end % len(shape)
-        return (*shape[:start], int(np.prod(shape[start:end + 1])), *shape[end + 1:])
+        return (*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:])
     if isinstance(node, nir.Scale):
         _broadcast_onto(node.scale, shape, "a scale")
     if isinstance(node, nir.IF):
@@ -235,7 +266,7 @@ def _output_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
         _broadcast_onto(snnc_metadata(node).get("v_init", 0.0), shape, "metadata 'v_init'")
     if isinstance(node, nir.I):
         _broadcast_onto(node.r, shape, "r")
-    if isinstance(node, nir.Output) and int(np.prod(_shape_of(node, "output"))) != int(np.prod(shape)):
+    if isinstance(node, nir.Output) and math.prod(_shape_of(node, "output")) != math.prod(shape):
         raise ValueError(f"declares output shape {_shape_of(node, 'output')} but receives {shape}")
     return shape
 

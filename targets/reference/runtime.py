@@ -53,6 +53,12 @@ class RunResult:
     neurons: dict[str, int]
     samples: int
     timesteps: int
+    # Filled when run() is given per_neuron_steps (for exact synaptic-operation counts): per spiking layer,
+    # arrays (len(counted_steps), *neuron shape) summed over samples and over steps 1..t for each counted t,
+    # of the spikes and of the steps in which the neuron fired at all (one message on a graded-spike chip).
+    counted_steps: tuple[int, ...] = ()
+    spikes_per_neuron: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    messages_per_neuron: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def accuracy(self, labels: np.ndarray) -> np.ndarray:
         """Fraction correct after each prefix t = 1..T."""
@@ -146,7 +152,8 @@ class ReferenceRuntime:
         per_sample = 4 * timesteps * widest * 4
         return int(np.clip(MEMORY_BUDGET_BYTES // max(per_sample, 1), 1, 1024))
 
-    def run(self, x: np.ndarray, timesteps: int, batch_size: int | None = None, label: str = "SNN (reference)") -> RunResult:
+    def run(self, x: np.ndarray, timesteps: int, batch_size: int | None = None, label: str = "SNN (reference)",
+            per_neuron_steps: tuple[int, ...] = ()) -> RunResult:
         if timesteps < 1:
             raise SnncError(f"timesteps must be at least 1 (got {timesteps})")
         if tuple(x.shape[1:]) != self.input_shape:
@@ -155,10 +162,13 @@ class ReferenceRuntime:
         predictions, finals = [], []
         per_step = {layer: np.zeros(timesteps) for layer in self.layer_of.values()}
         starts = range(0, len(x), batch_size)
+        steps = tuple(sorted({int(t) for t in per_neuron_steps if 1 <= t <= timesteps}))
+        neuron_totals: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
             for start in progress(starts, label, total=len(starts)):
                 batch = torch.from_numpy(np.array(x[start: start + batch_size])).to(self.dtype)
-                readout, counts = self._run_batch(batch, timesteps, first_sample=start)
+                run_batch = self._run_window_sums if self.runs_on_window_sums(timesteps) else self._run_batch
+                readout, counts = run_batch(batch, timesteps, first_sample=start, steps=steps, neuron_totals=neuron_totals)
                 predictions.append(readout.argmax(-1).numpy())
                 finals.append(readout[-1].numpy())
                 for name, count in counts.items():
@@ -169,9 +179,12 @@ class ReferenceRuntime:
         return RunResult(
             predictions=np.concatenate(predictions, axis=1), readout=np.concatenate(finals),
             spikes={n: int(round(c.sum())) for n, c in per_step.items()}, spikes_per_step=per_step, neurons=neurons, samples=len(x), timesteps=timesteps,
+            counted_steps=steps, spikes_per_neuron={layer: t[0] for layer, t in neuron_totals.items()},
+            messages_per_neuron={layer: t[1] for layer, t in neuron_totals.items()},
         )
 
-    def _run_batch(self, batch: torch.Tensor, timesteps: int, first_sample: int = 0) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    def _run_batch(self, batch: torch.Tensor, timesteps: int, first_sample: int = 0, steps: tuple[int, ...] = (),
+                   neuron_totals: dict | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
         """Readout running sums (T, B, classes) and each spiking node's spikes per step (T,) for one batch."""
         signals: dict[str, Signal] = {}
         remaining_reads = {n: sum(n in p for p in self.preds.values()) for n in self.order}
@@ -192,10 +205,82 @@ class ReferenceRuntime:
             signals[name] = self._apply(name, node, incoming, timesteps, first_sample)
             if isinstance(node, nir.IF):
                 counts[name] = signals[name].data.reshape(timesteps, -1).sum(1, dtype=torch.float64).numpy()
+                if steps:
+                    self._add_neuron_totals(neuron_totals, name, signals[name].data, steps)
         data = readout.data if readout.temporal else readout.data.expand(timesteps, *readout.data.shape)
         if not isinstance(self.graph.nodes[self.preds[self.output][0]], nir.I):
             data = data.cumsum(0)
         return data, counts
+
+    def runs_on_window_sums(self, timesteps: int) -> bool:
+        """True when every spiking layer is a deterministic whole-window two-phase neuron (parallel) in float
+        arithmetic: its output depends only on the sum of its input over the window, so every layer can run on
+        window sums, one pass per layer instead of T."""
+        return self.dtype == torch.float32 and bool(self.spiking) and all(
+            self.params[n]["two_phase"] and self.params[n]["rule"] == "deterministic" and self.params[n]["cycle"] in (0, timesteps)
+            for n in self.spiking)
+
+    def _run_window_sums(self, batch: torch.Tensor, timesteps: int, first_sample: int = 0, steps: tuple[int, ...] = (),
+                         neuron_totals: dict | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+        """`_run_batch` for networks of parallel neurons, on window sums (Σ_t over the window).
+
+        A linear layer maps window sums to window sums, Σ_t (W·s[t] + b) = W·Σ_t s[t] + T·b; signals that are the
+        same at every step stay per-step until they meet a neuron (×T). A parallel neuron's n = clamp(floor((S +
+        v_init)/θ), 0, T) spikes fill the first n steps, so its per-step counts follow from n. The readout's rows
+        all hold the window's total: a windowed network answers at the end of its window.
+        """
+        values: dict[str, tuple[torch.Tensor, bool]] = {}  # name -> (tensor, is a window sum)
+        counts = {}
+        for name in self.order:
+            node, p = self.graph.nodes[name], self.params[name]
+            if isinstance(node, nir.Input):
+                values[name] = (batch, False)
+                continue
+            inputs = [values[q] for q in self.preds[name]]
+            summed = any(is_sum for _, is_sum in inputs)
+            terms = [t * timesteps if summed and not is_sum else t for t, is_sum in inputs]
+            x = terms[0] if len(terms) == 1 else torch.stack(terms).sum(0)
+            if isinstance(node, nir.Output):
+                total = x if summed else x * timesteps
+                return total.expand(timesteps, *total.shape), counts
+            if isinstance(node, nir.IF):
+                n = (x if summed else x * timesteps).add(p["v_init"]).div_(p["threshold"]).floor_().clamp_(0, timesteps)
+                values[name] = (n, True)
+                histogram = torch.histc(n, bins=timesteps + 1, min=-0.5, max=timesteps + 0.5).double()
+                counts[name] = histogram.flip(0).cumsum(0).flip(0)[1:].numpy()  # step t fires where n > t
+                if steps:
+                    self._add_block_totals(neuron_totals, name, n, steps)
+            elif isinstance(node, nir.I):
+                values[name] = (x * p["r"], summed)
+            else:
+                out = self._linear(node, p, x)
+                if summed and p.get("bias") is not None:  # the bias arrives at every step of the window
+                    out = out + (timesteps - 1) * p["bias"].reshape((-1,) + (1,) * (out.ndim - 2))
+                values[name] = (out, summed)
+        raise SnncError("the NIR graph has no Output node")
+
+    def _add_block_totals(self, totals: dict, name: str, n: torch.Tensor, steps: tuple[int, ...]) -> None:
+        """Per-neuron totals up to each counted step t for spikes that fill the first n steps: min(n, t)."""
+        per_step = torch.stack([n.clamp(max=t).sum(0, dtype=torch.float64) for t in steps]).numpy()
+        layer = self.layer_of[name]
+        previous = totals.get(layer)
+        totals[layer] = [per_step, per_step] if previous is None else [previous[0] + per_step, previous[1] + per_step]
+
+    def _add_neuron_totals(self, totals: dict, name: str, spikes: torch.Tensor, steps: tuple[int, ...]) -> None:
+        """Add node `name`'s spikes (T, B, ...) in one batch to its layer's per-neuron totals up to each counted step."""
+        bounds = list(zip((0, *steps), steps))
+        spike_totals = torch.stack([spikes[a:b].sum((0, 1), dtype=torch.float64) for a, b in bounds]).cumsum(0).numpy()
+        if self.params[name]["max_spikes"] > 1:
+            fired = [(spikes[a:b] > 0).sum((0, 1), dtype=torch.float64) for a, b in bounds]
+            message_totals = torch.stack(fired).cumsum(0).numpy()
+        else:
+            message_totals = spike_totals
+        layer = self.layer_of[name]
+        if layer in totals:
+            totals[layer][0] = totals[layer][0] + spike_totals
+            totals[layer][1] = totals[layer][1] + message_totals
+        else:
+            totals[layer] = [spike_totals, message_totals]
 
     @staticmethod
     def _sum_inputs(signals: list[Signal], timesteps: int) -> Signal:
@@ -269,7 +354,11 @@ class ReferenceRuntime:
                               for b in range(batch)], axis=1)
             u = torch.from_numpy(draws)
         for start in range(0, timesteps, cycle):
-            v += x[start: start + cycle].sum(0) if signal.temporal else x * cycle
+            if p.get("saturate"):  # Loihi precision: the potential saturates step by step, as on the chip
+                for t in range(start, start + cycle):
+                    v.add_(x[t] if signal.temporal else x).clamp_(-POTENTIAL_LIMIT, POTENTIAL_LIMIT)
+            else:
+                v += x[start: start + cycle].sum(0) if signal.temporal else x * cycle
             if p["rule"] == "deterministic":
                 n = torch.div(v, threshold).floor_().clamp_(0, cycle)
                 steps = torch.arange(cycle, dtype=v.dtype).reshape((cycle,) + (1,) * v.ndim)
@@ -313,7 +402,7 @@ class ReferenceRuntime:
                     torch.ge(v, threshold, out=n)  # equals clamp(floor(v/θ), 0, 1) for θ > 0
                 else:
                     torch.div(v, threshold, out=n).floor_().clamp_(0, p["max_spikes"])
-                v -= n * threshold
+                v.addcmul_(n, threshold, value=-1)  # v -= n·θ without a temporary
             else:
                 torch.gt(v, threshold, out=n)
                 torch.where(n.bool(), p["v_reset"], v, out=v)

@@ -35,6 +35,7 @@ from toolchain.graph import (
 )
 
 MAXPOOL_MODES = ("error", "avg")
+AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
 
 class _Unsupported(Exception):
@@ -48,10 +49,13 @@ class Importer:
         self.source = source
         self.maxpool = maxpool
         self.notes: list[str] = []
-        self.consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        self.consts = {t.name: _initializer(t, source) for t in model.graph.initializer}
         data_inputs = [i for i in model.graph.input if i.name not in self.consts]
         if len(data_inputs) != 1:
-            raise SnncError(f"{source}: the model has {len(data_inputs)} data inputs; snnc compiles models with exactly one")
+            raise SnncError(
+                f"{source}: the model has {len(data_inputs)} data inputs {[i.name for i in data_inputs][:4]}; snnc compiles "
+                "models with exactly one, with the weights stored as initializers (torch.onnx.export(..., export_params=True))"
+            )
         self.input = data_inputs[0]
         self.input_name = _node_name(self.input.name, "input")
         self.input_shape = _per_sample_shape(self.input, source)
@@ -67,46 +71,56 @@ class Importer:
             return np.asarray(default)
         if name not in self.consts:
             raise _Unsupported(f"input {index} ('{name}') must be a constant (an initializer)")
+        if self.consts[name].dtype.kind not in "biuf":
+            raise _Unsupported(f"input {index} ('{name}') holds {self.consts[name].dtype} values; snnc needs numbers here")
         return self.consts[name]
+
+    def const_ints(self, node: onnx.NodeProto, index: int) -> list[int]:
+        value = self.const(node, index)
+        if value.dtype.kind not in "iu":
+            raise _Unsupported(f"input {index} ('{node.input[index]}') holds {value.dtype} values; ONNX needs int64 here")
+        return [int(v) for v in value.reshape(-1)]
 
     def is_const(self, name: str) -> bool:
         return name in self.consts
 
+    def data(self, tensor: str) -> str:
+        """The graph node computing ONNX tensor `tensor`, which must be data (computed from the model input)."""
+        if tensor not in self.tensor:
+            what = "a constant" if self.is_const(tensor) else "not computed by any node snnc converts"
+            raise _Unsupported(f"input '{tensor}' is {what}; snnc needs data computed from the model input here")
+        return self.tensor[tensor]
+
     def shape(self, tensor: str) -> tuple[int, ...]:
-        return self.nodes[self.tensor[tensor]].shape if self.tensor[tensor] in self.nodes else self.input_shape
+        source = self.data(tensor)
+        return self.nodes[source].shape if source in self.nodes else self.input_shape
 
     def add(self, onnx_node: onnx.NodeProto, op, inputs: list[str], shape=None, suffix: str = "") -> None:
         """Add a graph node computing `onnx_node`'s output (a second node for the same output takes a suffix)."""
         base = _node_name(onnx_node.name, f"{onnx_node.op_type}_{len(self.nodes)}") + suffix
         name = _unique(base, self.nodes, self.input_name)
-        sources = [self.tensor[t] for t in inputs]
+        sources = [self.data(t) for t in inputs]
         if shape is None:
             try:
                 shape = infer_shape(op, [self.nodes[s].shape if s in self.nodes else self.input_shape for s in sources])
             except GraphError as err:
                 raise _Unsupported(str(err))
+        if min(shape, default=1) < 1:
+            raise _Unsupported(f"gives an empty output of shape {tuple(shape)}; remove it or give its weights a size")
+        if not _finite(op):
+            raise _Unsupported("has NaN or infinite weights; check the trained model (e.g. for a diverged training run)")
         self.nodes[name] = Node(name, op, sources, tuple(int(d) for d in shape), onnx_node.name, onnx_node.output[0])
         self.tensor[onnx_node.output[0]] = name
 
     def alias(self, onnx_node: onnx.NodeProto, tensor: str) -> None:
-        self.tensor[onnx_node.output[0]] = self.tensor[tensor]
+        self.tensor[onnx_node.output[0]] = self.data(tensor)
 
     # -- the walk ----------------------------------------------------------------------------------------
     def run(self, model: onnx.ModelProto) -> AnnGraph:
-        for onnx_node in model.graph.node:
-            where = f"{self.source}: node '{onnx_node.name or '(unnamed)'}' ({onnx_node.op_type})"
-            if onnx_node.domain not in ("", "ai.onnx"):
-                raise SnncError(f"{where} is from the custom domain '{onnx_node.domain}'; {_supported_hint()}")
-            if all(self.is_const(i) for i in onnx_node.input if i):
-                self._fold_constant(onnx_node, where)
-                continue
-            convert = SUPPORTED_OPS.get(onnx_node.op_type)
-            if convert is None:
-                raise SnncError(f"{where} is not supported; {_supported_hint()}")
-            try:
-                convert(self, onnx_node, _attributes(onnx_node))
-            except _Unsupported as err:
-                raise SnncError(f"{where}: {err}")
+        # Broken weights make numpy warn on stderr (overflow, 0/0); add() refuses the non-finite results itself.
+        with np.errstate(all="ignore"):
+            for onnx_node in model.graph.node:
+                self._convert(onnx_node)
         if len(model.graph.output) != 1:
             raise SnncError(f"{self.source}: the model has {len(model.graph.output)} outputs; snnc compiles models with one")
         output = self.tensor.get(model.graph.output[0].name)
@@ -116,6 +130,21 @@ class Importer:
         _drop_unused(graph)
         return verify(graph)
 
+    def _convert(self, onnx_node: onnx.NodeProto) -> None:
+        where = f"{self.source}: node '{onnx_node.name or '(unnamed)'}' ({onnx_node.op_type})"
+        if onnx_node.domain not in ("", "ai.onnx"):
+            raise SnncError(f"{where} is from the custom domain '{onnx_node.domain}'; {_supported_hint()}")
+        if all(self.is_const(i) for i in onnx_node.input if i):
+            self._fold_constant(onnx_node, where)
+            return
+        convert = SUPPORTED_OPS.get(onnx_node.op_type)
+        if convert is None:
+            raise SnncError(f"{where} is not supported; {_supported_hint()}")
+        try:
+            convert(self, onnx_node, _attributes(onnx_node))
+        except _Unsupported as err:
+            raise SnncError(f"{where}: {err}")
+
     def _fold_constant(self, onnx_node: onnx.NodeProto, where: str) -> None:
         """Evaluate a node whose inputs are all constants (Constant, Shape arithmetic, casts) once, here."""
         try:
@@ -124,6 +153,20 @@ class Importer:
             raise SnncError(f"{where}: cannot evaluate this constant expression ({err}); simplify the model (onnxsim)")
         for name, value in zip(onnx_node.output, outputs):
             self.consts[name] = np.asarray(value)
+
+
+def _initializer(tensor: onnx.TensorProto, source: str) -> np.ndarray:
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, KeyError) as err:  # data that does not fit the declared type and shape
+        raise SnncError(f"{source}: initializer '{tensor.name}' cannot be read ({err}); re-export the model")
+
+
+def _finite(op) -> bool:
+    """No NaN or Inf in an op's weights; a scalar operand may be infinite (Clip(x, 0, inf) is a ReLU)."""
+    arrays = [v for v in vars(op).values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
+    scalars = [o for o in op.operands if o is not None] if isinstance(op, ScalarOp) else []
+    return all(np.isfinite(a).all() for a in arrays) and not np.isnan(scalars).any()
 
 
 def _attributes(node: onnx.NodeProto) -> dict:
@@ -181,7 +224,9 @@ def _supported_hint() -> str:
 
 def _symmetric_pads(imp: Importer, attrs: dict, hw, kernel, strides, dilations) -> tuple[int, int]:
     auto_pad = attrs.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    auto_pad = auto_pad.decode(errors="replace") if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad not in AUTO_PADS:
+        raise _Unsupported(f"auto_pad '{auto_pad}' is not one of ONNX's {', '.join(AUTO_PADS)}; re-export the model")
     if auto_pad == "VALID":
         return (0, 0)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
@@ -205,6 +250,8 @@ def _conv(imp: Importer, node, attrs):
     if weight.ndim != 4 or len(shape) != 3:
         raise _Unsupported("only 2-D convolutions (NCHW input, OIHW weight) are supported")
     bias = imp.const(node, 2, default=np.zeros(weight.shape[0])).astype(np.float32)
+    if bias.shape != weight.shape[:1]:
+        raise _Unsupported(f"its bias has shape {bias.shape} for {weight.shape[0]} output channels")
     strides = tuple(attrs.get("strides", (1, 1)))
     dilations = tuple(attrs.get("dilations", (1, 1)))
     pads = _symmetric_pads(imp, attrs, shape[1:], weight.shape[2:], strides, dilations)
@@ -222,7 +269,11 @@ def _gemm(imp: Importer, node, attrs):
     b = imp.const(node, 1).astype(np.float32)
     b = b.T if attrs.get("transB", 0) else b
     weight = (attrs.get("alpha", 1.0) * b).T
-    bias = np.broadcast_to(attrs.get("beta", 1.0) * imp.const(node, 2, default=0.0), (weight.shape[0],))
+    c = imp.const(node, 2, default=0.0)
+    c = c[0] if c.ndim == 2 and c.shape[0] == 1 else c  # (1, N): one bias row for every sample
+    if c.ndim > 1 or not _broadcasts(c.shape, (weight.shape[0],)):
+        raise _Unsupported(f"the bias C of shape {c.shape} does not fit the {weight.shape[0]} outputs")
+    bias = np.broadcast_to(attrs.get("beta", 1.0) * c, (weight.shape[0],))
     imp.add(node, nir.Affine(weight=np.ascontiguousarray(weight, np.float32), bias=bias.astype(np.float32)), [node.input[0]])
 
 
@@ -241,6 +292,8 @@ def _batchnorm(imp: Importer, node, attrs):
     if attrs.get("training_mode", 0):
         raise _Unsupported("training_mode=1; export the model in eval mode (model.eval())")
     gamma, beta, mean, var = (imp.const(node, i).astype(np.float64) for i in range(1, 5))
+    if (var + attrs.get("epsilon", 1e-5) <= 0).any():
+        raise _Unsupported("has a variance (plus epsilon) that is not positive; check the trained model's running_var")
     scale = gamma / np.sqrt(var + attrs.get("epsilon", 1e-5))
     imp.add(node, ChannelAffine(scale.astype(np.float32), (beta - mean * scale).astype(np.float32)), [node.input[0]])
 
@@ -339,7 +392,7 @@ def _flatten(imp: Importer, node, attrs):
 def _reshape(imp: Importer, node, attrs):
     """Flattening to (batch, features) or no-op reshapes; constant or Shape-derived target shape."""
     # The first entry is the batch (a symbolic size, -1, 0 or the batch of a Shape-derived constant).
-    target = [int(d) for d in imp.const(node, 1).reshape(-1)]
+    target = imp.const_ints(node, 1)
     source = imp.shape(node.input[0])
     per_sample = [source[i - 1] if d == 0 and 0 < i <= len(source) else d for i, d in enumerate(target)][1:]
     if per_sample.count(-1) == 1:
@@ -353,7 +406,7 @@ def _squeeze_like(imp: Importer, node, attrs):
     source = imp.shape(node.input[0])
     axes = attrs.get("axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
-        axes = [int(a) for a in imp.const(node, 1).reshape(-1)]
+        axes = imp.const_ints(node, 1)
     if node.op_type == "Squeeze":
         drop = {a - 1 if a > 0 else len(source) + 1 + a - 1 for a in axes} if axes else {i for i, d in enumerate(source) if d == 1}
         target = tuple(d for i, d in enumerate(source) if i not in drop)
@@ -424,11 +477,18 @@ def _broadcasts(small: tuple, big: tuple) -> bool:
 def _scalar_unary(imp: Importer, node, attrs):
     """Part of an activation: runs of elementwise ops are recognised as ReLU, clip(0, λ) or QCFS(λ, L)."""
     operands = [None]
+    omitted = {1: -math.inf, 2: math.inf} if node.op_type == "Clip" else {}  # an omitted Clip bound does not clip
     for i in range(1, len(node.input)):
-        operands.append(float(imp.const(node, i).reshape(())) if node.input[i] else None)
+        operands.append(_scalar(imp.const(node, i), i) if node.input[i] else omitted.get(i))
     if node.op_type in ("Max", "Min") and (len(node.input) != 2 or operands[1] is None):
         raise _Unsupported(f"{node.op_type} must have exactly one tensor and one scalar constant")
     imp.add(node, ScalarOp(node.op_type, tuple(operands), attrs), [node.input[0]])
+
+
+def _scalar(value: np.ndarray, index: int) -> float:
+    if value.size != 1:
+        raise _Unsupported(f"input {index} has shape {value.shape}; snnc needs a scalar constant here")
+    return float(value.reshape(()))
 
 
 def _identity(reason: str):

@@ -8,6 +8,7 @@ import nir
 import numpy as np
 
 from targets.reference import RunResult
+from toolchain.costs import Structure, synaptic_operations
 from toolchain.nir_conventions import snnc_metadata
 
 
@@ -75,6 +76,31 @@ def target_entry(result: RunResult, labels: np.ndarray, timesteps: list[int], an
         },
         "spikes_per_inference": {str(t): float(spikes_by_prefix[t - 1] / max(result.samples, 1)) for t in spike_steps},
         "simulated_timesteps": int(result.timesteps),
+    }
+
+
+def operations_entry(structure: Structure, result: RunResult, macs: dict[str, int]) -> dict:
+    """A target's exact operation counts per layer (docs/energy.md), from a run with per-neuron spike totals.
+
+    macs: the ANN's MACs per inference; synops: synaptic events over all samples after the run's T steps, a
+    neuron emitting n spikes in a step counting n events per synapse (binary chips); graded_synops: one event per
+    synapse for every step with n > 0 (a graded message on Loihi 2); input_macs_per_step: the SNN's input layer,
+    computed at every step; neurons: updated every step (a group's binary members each); ann_units: the ANN's.
+    """
+    steps = len(result.counted_steps)
+    synops = synaptic_operations(structure, result.spikes_per_neuron, steps)
+    graded = synaptic_operations(structure, result.messages_per_neuron, steps)
+    per_step = sum(synops.values(), np.zeros(steps, np.int64))
+    samples = max(result.samples, 1)
+    return {
+        "macs": {layer: int(macs.get(layer, 0)) for layer in structure.layers},
+        "synops": {layer: int(events[-1]) for layer, events in synops.items()},
+        "graded_synops": {layer: int(events[-1]) for layer, events in graded.items()},
+        "synops_per_inference": {str(t): float(per_step[k] / samples) for k, t in enumerate(result.counted_steps)},
+        "synapses": {layer: structure.synapses(layer) for layer in structure.layers},
+        "input_macs_per_step": {layer: int(structure.input_macs[layer]) for layer in structure.layers},
+        "neurons": {name: layer.neurons for name, layer in structure.layers.items()},
+        "ann_units": {name: layer.units for name, layer in structure.layers.items()},
     }
 
 

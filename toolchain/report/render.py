@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from toolchain.report.sections import Section, cost_sections, energy_text
+
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
@@ -63,8 +65,25 @@ def terminal(report: dict) -> str:
              f"({report['data']['test_samples']} test samples)"]
     if report["targets"]:
         lines += ["", *_table(*accuracy_rows(report)), "", *_table(*spike_rows(report)), *check_lines(report)]
+    lines += _cost_summary(report)
     lines += [f"note: {n}" for n in report["notes"]]
     return "\n".join(lines)
+
+
+def _cost_summary(report: dict) -> list[str]:
+    """One line for the energy under each regime's first model and one per chip's fit; the rest is in report.md."""
+    lines, last = [], str(max(report["timesteps"]))
+    shown = {}
+    for model in report.get("energy", {}).values():
+        shown.setdefault(model["regime"], model)
+    if shown:
+        lines.append("")
+    for model in shown.values():
+        lines.append(f"energy per inference ({model['label']}, {model['regime']}): ANN {energy_text(model['ann_pj'])}, "
+                     f"SNN T={last} {energy_text(model['snn_pj'][last])}")
+    for chip in report.get("resources", {}).values():
+        lines.append(chip["findings"][0])
+    return lines
 
 
 def markdown(report: dict) -> str:
@@ -90,11 +109,21 @@ def markdown(report: dict) -> str:
     if report.get("checks"):
         lines += ["", "## Cross-target checks", "", "Each check runs the same samples on both sides at the same precision "
                   "(exact: identical spikes, predictions and readout; tolerance: see docs/targets.md).", *check_lines(report)]
-    lines += ["", "## Layers", "", *_table(
-        ["layer", "ONNX node", "activation", "λ", "L", "neurons"],
-        [[r["name"], r["onnx_node"], r["activation"], _threshold(r["threshold"]), str(r["levels"] or "—"), str(r["neurons"])]
-         for r in report["layers"]])]
+    for section in cost_sections(report):
+        lines += _markdown_section(section)
+    lines += ["", "## Layers", "", *_table(*layer_rows(report))]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_section(section: Section) -> list[str]:
+    return ["", f"## {section.title}", "", section.text, "", *_table(section.header, section.rows),
+            *([""] + [f"- {note}" for note in section.notes] if section.notes else [])]
+
+
+def layer_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    return (["layer", "ONNX node", "activation", "λ", "L", "neurons"],
+            [[r["name"], r["onnx_node"], r["activation"], _threshold(r["threshold"]), str(r["levels"] or "—"), str(r["neurons"])]
+             for r in report["layers"]])
 
 
 def _threshold(value) -> str:

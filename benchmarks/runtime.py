@@ -1,0 +1,248 @@
+"""Speed of the reference runtime against the dense floor and the peers, all measured in one run.
+
+    make bench            → prints a Markdown table and writes docs/performance.md
+
+Every figure is one measurement in its own subprocess (so peak memory is that process's max RSS and no two
+measurements share the 2 cores), run one after another, each the median of 3 timed repetitions after a warm-up,
+torch and onnxruntime on 2 threads. The dense floor for T steps of a converted network with direct input is
+(f₁ + T·(1 − f₁)) ANN forward passes, f₁ being the first layer's share of the MACs: its input is the same at
+every step, so it is computed once (docs/performance.md derives it). Peers run the same converted network:
+SpikingJelly's multi-step IF neurons (time folded into the batch for every layer) and snnTorch's Leaky neurons
+with β = 1 and subtract reset, stepped through time as snnTorch is used; both start from v = 0 (snnc from λ/2),
+which changes no cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 256
+STEPS = (4, 8, 32)
+NEURONS = ("if", "gn", "parallel", "tpp", "bsnn")
+PEERS = ("spikingjelly", "snntorch")
+THREADS = 2
+REPEATS = 3
+
+
+def _network_path(name: str, folder: Path) -> Path:
+    if name != "vgg11_cifar_random":
+        return ROOT / "models" / "zoo" / f"{name}.onnx"
+    path = folder / "vgg11_cifar_random.onnx"
+    if not path.exists():
+        _export_vgg11(path)
+    return path
+
+
+def _export_vgg11(path: Path) -> None:
+    """VGG-11 for 3×32×32 inputs with average pooling and QCFS(L=8, λ=1); random (He) weights, seed 0."""
+    import torch
+
+    from models.zoo_nets import QCFS
+
+    torch.manual_seed(0)
+    layers, channels = [], 3
+    for width in (64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512, "P"):
+        if width == "P":
+            layers.append(torch.nn.AvgPool2d(2))
+            continue
+        layers += [torch.nn.Conv2d(channels, width, 3, padding=1), QCFS(8, 1.0)]
+        channels = width
+    layers += [torch.nn.Flatten(), torch.nn.Linear(512, 512), QCFS(8, 1.0), torch.nn.Linear(512, 10)]
+    net = torch.nn.Sequential(*layers).eval()
+    torch.onnx.export(net, (torch.rand(2, 3, 32, 32),), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+
+
+def _inputs(graph_input_shape) -> np.ndarray:
+    return np.random.default_rng(0).uniform(0, 1, (BATCH, *graph_input_shape)).astype(np.float32)
+
+
+def _converted(model_path: Path, neuron: str):
+    """The compiler's own pipeline up to the NIR graph (thresholds from the QCFS layers; no data needed)."""
+    from toolchain.frontend import import_onnx
+    from toolchain.passes import canonicalise, lower_to_nir
+
+    graph = canonicalise(import_onnx(model_path))
+    options = {"cycle": 4} if neuron == "bsnn" else {}
+    return graph, lower_to_nir(graph, neuron, options)
+
+
+def _timed(fn) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def first_layer_share(snn) -> float:
+    """f₁: the share of the ANN's MACs spent before the first spiking layer (computed once under direct input)."""
+    import nir
+
+    from targets.reference.runtime import _topological_order
+
+    order, preds = _topological_order(snn)
+    static, macs = {"input"}, {}
+    shapes = {"input": tuple(int(d) for d in np.asarray(snn.nodes["input"].input_type["input"]).reshape(-1))}
+    for name in order:
+        node = snn.nodes[name]
+        if isinstance(node, nir.Affine):
+            macs[name] = node.weight.size
+        elif isinstance(node, nir.Conv2d):
+            out_hw = node.output_type["output"][1:] if node.output_type else None
+            h, w = (int(v) for v in out_hw) if out_hw is not None else (0, 0)
+            macs[name] = int(np.prod(node.weight.shape)) * h * w
+        if name != "input" and not isinstance(node, (nir.IF, nir.I, nir.Output)) and all(p in static for p in preds[name]):
+            static.add(name)
+    total = sum(macs.values())
+    return sum(v for k, v in macs.items() if k in static) / total
+
+
+def measure(kind: str, network: str, neuron: str, steps: int, folder: Path) -> dict:
+    """One measurement (run inside its own subprocess)."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    model_path = _network_path(network, folder)
+    graph, snn = _converted(model_path, neuron)
+    x = _inputs(graph.input_shape)
+    if kind == "ann":
+        from toolchain.frontend import load_onnx
+        from toolchain.onnx_runtime import session
+
+        sess = session(load_onnx(model_path), THREADS)
+        name = sess.get_inputs()[0].name
+        seconds = _timed(lambda: sess.run(None, {name: x}))
+        return {"seconds": seconds, "f1": first_layer_share(snn)}
+    if kind == "snnc":
+        from targets.reference import ReferenceRuntime
+
+        runtime = ReferenceRuntime(snn, threads=THREADS)
+        return {"seconds": _timed(lambda: runtime.run(x, steps, batch_size=BATCH))}
+    if kind in PEERS:
+        from benchmarks.peers import build_peer
+
+        run = build_peer(kind, snn, steps)
+        data = torch.from_numpy(x)
+        with torch.inference_mode():
+            return {"seconds": _timed(lambda: run(data))}
+    if kind == "lava":
+        from targets.lava import run_lava
+        from toolchain.data import fit_to_input, load_dataset
+        from toolchain.passes import quantize_loihi
+
+        digits_graph, digits_snn = _converted(ROOT / "models" / "zoo" / "digits_cnn_qcfs8.onnx", neuron)
+        samples = fit_to_input(load_dataset("digits").x_test[:100], digits_graph.input_shape, "digits")
+        start = time.perf_counter()
+        run_lava(quantize_loihi(digits_snn), samples, steps, "fixed_pt")
+        return {"seconds": time.perf_counter() - start, "samples": len(samples)}
+    raise ValueError(kind)
+
+
+def _in_subprocess(kind: str, network: str, neuron: str, steps: int, folder: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    command = [sys.executable, "-m", "benchmarks.runtime", "--measure", kind, network, neuron, str(steps), str(folder)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=3600)
+    if result.returncode:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _mb(entry: dict) -> str:
+    return f"{entry['peak_mb']:.0f}" if "peak_mb" in entry else "—"
+
+
+def table(networks: list[str], neurons: list[str], steps: list[int], peers: list[str], folder: Path) -> str:
+    lines = ["| network | neuron | T | ANN (ms) | floor (ms) | snnc (ms) | snnc / floor | "
+             + " | ".join(f"{p} (ms) | {p} / floor" for p in peers) + " | peak MB snnc | " + " | ".join(f"peak MB {p}" for p in peers) + " |",
+             "|---|---|---|---|---|---|---|" + "---|---|" * len(peers) + "---|" + "---|" * len(peers)]
+    for network in networks:
+        ann = _in_subprocess("ann", network, "if", 1, folder)
+        print(f"ANN {network}: {ann}", file=sys.stderr, flush=True)
+        for neuron in neurons:
+            for t in steps:
+                if neuron == "bsnn" and t % 4:
+                    continue
+                floor = (ann["f1"] + t * (1 - ann["f1"])) * ann["seconds"]
+                ours = _in_subprocess("snnc", network, neuron, t, folder)
+                theirs = {p: _in_subprocess(p, network, neuron, t, folder) for p in peers if neuron == "if"}
+                print(f"{network} {neuron} T={t}: snnc {ours} peers {theirs}", file=sys.stderr, flush=True)
+                cells = [network, neuron, str(t), f"{1000 * ann['seconds']:.1f}", f"{1000 * floor:.1f}"]
+                cells += _time_cells(ours, floor)
+                for p in peers:
+                    cells += _time_cells(theirs[p], floor) if p in theirs else ["—", "—"]
+                cells += [_mb(ours)] + [_mb(theirs[p]) if p in theirs else "—" for p in peers]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append(f"| {network} | (one ANN forward = {1000 * ann['seconds']:.1f} ms, f₁ = {ann['f1']:.3f}) |" + " |" * (6 + 3 * len(peers)))
+    return "\n".join(lines)
+
+
+def _time_cells(entry: dict, floor: float) -> list[str]:
+    if "error" in entry:
+        return [f"failed: {entry['error'][:40]}", "—"]
+    return [f"{1000 * entry['seconds']:.1f}", f"{entry['seconds'] / floor:.2f}×"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--measure", nargs=5, metavar=("KIND", "NETWORK", "NEURON", "T", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--networks", default="fashion_vgg_qcfs8,vgg11_cifar_random")
+    parser.add_argument("--neurons", default=",".join(NEURONS))
+    parser.add_argument("--steps", default=",".join(map(str, STEPS)))
+    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
+    args = parser.parse_args()
+    if args.measure:
+        kind, network, neuron, steps, folder = args.measure
+        entry = measure(kind, network, neuron, int(steps), Path(folder))
+        entry["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(entry))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        networks, neurons = args.networks.split(","), args.neurons.split(",")
+        steps, peers = [int(s) for s in args.steps.split(",")], [p for p in args.peers.split(",") if p]
+        body = table(networks, neurons, steps, peers, Path(folder))
+        lava = _in_subprocess("lava", "digits_cnn_qcfs8", "if", 8, Path(folder))
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    lava_line = (f"Lava (fixed_pt, Loihi2SimCfg): 100 digits samples × T=8 through digits_cnn_qcfs8 in {lava['seconds']:.1f} s "
+                 f"({1000 * lava['seconds'] / 800:.1f} ms per sample-step), peak {_mb(lava)} MB."
+                 if "seconds" in lava else f"Lava: failed ({lava.get('error')}).")
+    text = "\n".join([
+        "# Performance", "", "<!-- generated by `make bench` (benchmarks/runtime.py); do not edit the table by hand -->", "",
+        f"Measured on this machine ({machine}), batch {BATCH}, {THREADS} threads, median of {REPEATS} after a warm-up; "
+        "each cell its own process, one at a time. ms are per batch.", "", body, "", lava_line, "",
+    ])
+    print(text)
+    Path(args.output).write_text(text + DERIVATION)
+
+
+DERIVATION = """
+## The dense floor
+
+A converted network with direct input applies the same analog input to the first layer at every step, so the
+first layer's result can be computed once; every later layer sees new spikes each step and must be computed T
+times. On dense hardware a layer's cost is its MACs whatever the input values, so the least work for T steps is
+f₁ + T·(1 − f₁) ANN forward passes, with f₁ the first layer's share of the MACs. snnc reaches it by keeping
+time-constant signals without a time axis and folding time into the batch for every other linear layer (one
+matmul/conv per layer for all T steps). Neurons whose output depends only on the sum of their inputs over the
+window (`parallel`, and the accumulation of `tpp`/`bsnn`) need less: snnc runs a chain of parallel neurons on
+window sums, one pass per layer, which is why `parallel` can beat the floor.
+"""
+
+
+if __name__ == "__main__":
+    main()
