@@ -14,8 +14,8 @@ per-channel maxima). Layer by layer, on calibration data, with the layers before
 
 Both are the fixed points of the official code's moving averages (ψ ← 0.99ψ + 0.01·mean(x_ref − x_da),
 φ ← 0.99φ + 0.01·mean(y_ref − y_da)), computed in closed form on the calibration set instead of over a
-training epoch. (Matching the mean outputs instead, (θ+φ)·m/T = mean(y_ref), was tried and lost 1.6 points on
-fashion_vgg_qcfs8 at T=4, where this rule loses 0.1.)
+training epoch. (Matching the mean outputs instead, (θ+φ)·m/T = mean(y_ref), was tried and did worse on
+fashion_vgg_qcfs8 at T=4: 90.69 % against this rule's 91.20 %, with the ANN at 92.25 %.)
 Statistics are per channel for convolutional layers and per layer for flat ones. ψ is folded into the bias of
 the layer before and θ + φ becomes the spike amplitude, so the neuron itself is unchanged.
 """
