@@ -444,6 +444,16 @@ def test_a_grouped_convolution_reads_back_from_nir(nir_seeds):
     assert any(isinstance(node, nir.Conv2d) and node.groups == 2 for node in graph.nodes.values())
 
 
+def test_a_spike_limit_beyond_integer_range(tmp_path, nir_seeds):
+    """max_spikes_per_step = 1e38 passed every type check but overflowed in the runtime's clamp (make fuzz found it)."""
+    path = tmp_path / "model.nir"
+    path.write_bytes(nir_seeds["tour_cnn"].read_bytes())
+    with h5py.File(path, "r+") as f:
+        _replace(f["node/nodes/if1/metadata/snnc"], "max_spikes_per_step", np.float32(1e38))
+    with pytest.raises(SnncError, match="model.nir: node 'if1' .IF. has metadata 'max_spikes_per_step'"):
+        read_graph(path)
+
+
 def test_a_nir_field_that_breaks_nirs_own_arithmetic(tmp_path, nir_seeds):
     path = tmp_path / "model.nir"
     path.write_bytes(nir_seeds["tour_cnn"].read_bytes())

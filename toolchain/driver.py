@@ -14,7 +14,7 @@ import numpy as np
 from targets.chips import load_chips
 from targets.reference import ReferenceRuntime
 from toolchain.costs import energy_report, resource_report, structure_of
-from toolchain.data import fit_to_input, load_dataset
+from toolchain.data import check_labels, fit_to_input, load_dataset
 from toolchain.errors import SnncError
 from toolchain.frontend import import_onnx, load_onnx
 from toolchain.nir_conventions import differences, latency_steps, read_graph, windowed_layers
@@ -95,8 +95,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _test_split(data: str, input_shape, samples: int | None):
+def _test_split(data: str, input_shape, outputs: int, samples: int | None):
     dataset = load_dataset(data)
+    check_labels(dataset, outputs, data)
     x = fit_to_input(dataset.x_test, input_shape, data)
     y = dataset.y_test
     if samples:
@@ -146,7 +147,7 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
     path = Path(model_path)
     model = load_onnx(path)
     graph = canonicalise(import_onnx(path, options.maxpool, model=model))
-    dataset, x, y = _test_split(options.data, graph.input_shape, options.samples)
+    dataset, x, y = _test_split(options.data, graph.input_shape, int(np.prod(graph.shape_of(graph.output))), options.samples)
     calibration = fit_to_input(dataset.x_train[: options.calibration_samples], graph.input_shape, options.data)
     training_free = options.neuron == "parallel" and _has_relu(graph)
     if training_free:  # the parallel method's training-free path: per-channel maxima as thresholds (methods.md §6.2)
@@ -250,7 +251,8 @@ def run_nir(nir_path: str, data: str, timesteps: tuple[int, ...], outdir: str | 
     """Run a NIR file on the reference runtime and report accuracy and spikes (no ANN is known here)."""
     snn = read_graph(nir_path)
     runtime = ReferenceRuntime(snn, threads=threads)
-    dataset, x, y = _test_split(data, runtime.input_shape, samples)
+    outputs = int(np.prod(np.asarray(snn.nodes[runtime.output].output_type["output"])))
+    dataset, x, y = _test_split(data, runtime.input_shape, outputs, samples)
     result = runtime.run(x, max(timesteps), batch_size=batch_size)
     entry = target_entry(result, y, list(timesteps), np.full(len(y), -1))
     entry.pop("agreement_with_ann")

@@ -54,10 +54,11 @@ READ_SECONDS_MIN, READ_BYTES_PER_SECOND_MIN = 30.0, 10e6
 _ARRAYS = {nir.Affine: ("weight", "bias"), nir.Linear: ("weight",), nir.Conv2d: ("weight", "bias"), nir.Scale: ("scale",),
            nir.IF: ("r", "v_threshold", "v_reset"), nir.I: ("r",)}
 # snnc metadata that the runtime and the report turn into numbers: arrays of finite numbers, and single integers
-# within bounds (weight_exp is a power of 2 that must stay within float range; host is a flag).
+# within the ranges its arithmetic takes (counts exact in float32, seeds in 64 bits, weight_exp a power of 2 of
+# float range, host a flag).
 _METADATA_ARRAYS = ("v_init", "threshold")
-_METADATA_INTEGERS = {"max_spikes_per_step": (0, None), "levels": (0, None), "cycle": (0, None), "seed": (0, None),
-                      "weight_exp": (-64, 64), "host": (0, 1)}
+_METADATA_INTEGERS = {"max_spikes_per_step": (0, 2**24), "levels": (0, 2**24), "cycle": (0, 2**24),
+                      "seed": (0, 2**63 - 1), "weight_exp": (-64, 64), "host": (0, 1)}
 
 
 def snnc_metadata(node: nir.NIRNode) -> dict:
@@ -175,14 +176,14 @@ def _numbers(value, what: str) -> np.ndarray:
     return array
 
 
-def _ints(value, what: str, count: int, minimum: int = 1, maximum: int | None = None) -> tuple[int, ...]:
-    """`count` integers from a scalar (repeated) or an array of `count`, each within [minimum, maximum]."""
+def _ints(value, what: str, count: int, minimum: int = 1, maximum: int = 2**31 - 1) -> tuple[int, ...]:
+    """`count` integers from a scalar (repeated) or an array of `count`, each within [minimum, maximum]; the
+    default maximum keeps sizes and window parameters within what torch takes as C integers."""
     array = _numbers(value, what).reshape(-1)
     if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
         raise ValueError(f"has a {what} of non-integers {array.tolist()}")
-    if array.size not in (1, count) or (array < minimum).any() or (maximum is not None and (array > maximum).any()):
-        bounds = f"{minimum}..{maximum}" if maximum is not None else f"at least {minimum}"
-        raise ValueError(f"has {what} {array.tolist()}; expected {count} integer(s) of {bounds}")
+    if array.size not in (1, count) or (array < minimum).any() or (array > maximum).any():
+        raise ValueError(f"has {what} {array.tolist()}; expected {count} integer(s) in {minimum}..{maximum}")
     return tuple(int(v) for v in np.broadcast_to(array, count))
 
 
@@ -197,6 +198,8 @@ def _check_fields(node: nir.NIRNode) -> None:
         _ints(node.stride, "stride", 2)
         _ints(node.dilation, "dilation", 2)
         _ints(node.padding, "padding", 2, minimum=0)
+        if np.ndim(node.groups) != 0:
+            raise ValueError(f"has groups of shape {np.shape(node.groups)}; expected one integer")
         _ints(node.groups, "groups", 1)
     if not isinstance(node.metadata, dict) or not isinstance(node.metadata.get(KEY, {}), dict):
         raise ValueError(f"has metadata that is not a mapping (snnc keeps its own under '{KEY}')")

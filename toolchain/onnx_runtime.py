@@ -27,8 +27,14 @@ def run_batches(sess: ort.InferenceSession, x: np.ndarray, batch_size: int, labe
     """Yield the session's outputs batch by batch (dtype matched to the model input)."""
     feed = sess.get_inputs()[0]
     dtype = np.float16 if feed.type == "tensor(float16)" else np.float64 if feed.type == "tensor(double)" else np.float32
-    for start in progress(range(0, len(x), batch_size), label, total=-(-len(x) // batch_size)):
-        yield sess.run(None, {feed.name: x[start: start + batch_size].astype(dtype)})
+    fixed = feed.shape[0] if isinstance(feed.shape[0], int) and feed.shape[0] > 0 else None
+    size = fixed or batch_size  # a model exported with a fixed batch takes exactly that many samples
+    for start in progress(range(0, len(x), size), label, total=-(-len(x) // size)):
+        chunk = x[start: start + size].astype(dtype)
+        count = len(chunk)
+        if fixed and count < fixed:  # pad the last batch, then drop the padding's outputs
+            chunk = np.concatenate([chunk, np.zeros((fixed - count, *chunk.shape[1:]), dtype)])
+        yield [out[:count] for out in sess.run(None, {feed.name: chunk})]
 
 
 def predict(model: onnx.ModelProto, x: np.ndarray, threads: int, batch_size: int = 256) -> np.ndarray:
