@@ -13,9 +13,11 @@ def session(model: onnx.ModelProto, threads: int, extra_outputs: list[str] = ())
     """A CPU session on `model`, also returning the named intermediate tensors."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     known = {o.name for o in model.graph.output}
+    # Each extra output keeps the element type shape inference gave it (a float16 model has float16 activations).
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
     for name in extra_outputs:
         if name not in known:
-            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), None))
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
