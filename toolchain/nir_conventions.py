@@ -187,6 +187,13 @@ def _ints(value, what: str, count: int, minimum: int = 1, maximum: int = 2**31 -
     return tuple(int(v) for v in np.broadcast_to(array, count))
 
 
+def _single_int(value, what: str, minimum: int, maximum: int = 2**31 - 1) -> int:
+    """One integer that the runtime converts with int() or uses as an index: a scalar, not an array."""
+    if np.ndim(value) != 0:
+        raise ValueError(f"has a {what} of shape {np.shape(value)}; expected one integer")
+    return _ints(value, what, 1, minimum, maximum)[0]
+
+
 def _check_fields(node: nir.NIRNode) -> None:
     """Parameters the runtime converts to float tensors, a convolution's window (`normalise` makes it ints),
     and the types of the snnc metadata the runtime and the report read."""
@@ -198,9 +205,7 @@ def _check_fields(node: nir.NIRNode) -> None:
         _ints(node.stride, "stride", 2)
         _ints(node.dilation, "dilation", 2)
         _ints(node.padding, "padding", 2, minimum=0)
-        if np.ndim(node.groups) != 0:
-            raise ValueError(f"has groups of shape {np.shape(node.groups)}; expected one integer")
-        _ints(node.groups, "groups", 1)
+        _single_int(node.groups, "groups", 1)
     if not isinstance(node.metadata, dict) or not isinstance(node.metadata.get(KEY, {}), dict):
         raise ValueError(f"has metadata that is not a mapping (snnc keeps its own under '{KEY}')")
     meta = snnc_metadata(node)
@@ -209,7 +214,7 @@ def _check_fields(node: nir.NIRNode) -> None:
             _numbers(meta[key], f"metadata '{key}'")
     for key, (minimum, maximum) in _METADATA_INTEGERS.items():
         if key in meta:
-            _ints(meta[key], f"metadata '{key}'", 1, minimum, maximum)
+            _single_int(meta[key], f"metadata '{key}'", minimum, maximum)
 
 
 def _shape_of(node: nir.NIRNode, port: str) -> tuple[int, ...]:
@@ -254,7 +259,7 @@ def _output_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
     if isinstance(node, nir.Flatten):
         if _shape_of(node, "input") != shape:
             raise ValueError(f"declares input shape {_shape_of(node, 'input')} but receives {shape}")
-        start, end = (_ints(d, name, 1, minimum=-len(shape))[0] for name, d in (("start_dim", node.start_dim), ("end_dim", node.end_dim)))
+        start, end = (_single_int(d, name, -len(shape)) for name, d in (("start_dim", node.start_dim), ("end_dim", node.end_dim)))
         if start >= len(shape) or end >= len(shape) or start % len(shape) > end % len(shape):
             raise ValueError(f"flattens dimensions {start}..{end} of a {len(shape)}-dimensional input")
         start, end = start % len(shape), end % len(shape)
