@@ -1,12 +1,14 @@
 """Speed of the reference runtime against the dense floor and the peers, all measured in one run.
 
-    make bench            → prints a Markdown table and writes docs/performance.md
+    make bench            → prints Markdown tables and writes docs/performance.md
 
 Every figure is one measurement in its own subprocess (so peak memory is that process's max RSS and no two
-measurements share the 2 cores), run one after another, each the median of 3 timed repetitions after a warm-up,
-torch and onnxruntime on 2 threads. The dense floor for T steps of a converted network with direct input is
-(f₁ + T·(1 − f₁)) ANN forward passes, f₁ being the first layer's share of the MACs: its input is the same at
-every step, so it is computed once (docs/performance.md derives it). Peers run the same converted network:
+measurements share the 2 cores), run one after another: the best of 5 timed repetitions after a warm-up (best of
+3 when one repetition takes over 5 s), torch and onnxruntime on 2 threads. The best, not the median, because this
+machine is a VM whose neighbours slow single runs by up to 2× at random. The dense floor for T steps of a converted
+network with direct input is (f₁ + T·(1 − f₁)) ANN forward passes, f₁ being the first layer's share of the MACs:
+its input is the same at every step, so it is computed once (docs/performance.md derives it). The ANN is timed
+before and after each network's rows and the faster time is used. Peers run the same converted network:
 SpikingJelly's multi-step IF neurons (time folded into the batch for every layer) and snnTorch's Leaky neurons
 with β = 1 and subtract reset, stepped through time as snnTorch is used; both start from v = 0 (snnc from λ/2),
 which changes no cost.
@@ -34,27 +36,34 @@ STEPS = (4, 8, 32)
 NEURONS = ("if", "gn", "parallel", "tpp", "bsnn")
 PEERS = ("spikingjelly", "snntorch")
 THREADS = 2
-REPEATS = 3
+REPEATS = 5
+SLOW_SECONDS = 5.0  # repetitions slower than this: best of 3
+
+
+VGG_CONFIGS = {  # widths of the 3×3 convolutions, "P" for 2×2 average pooling
+    "vgg11_cifar_random": (64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512, "P"),
+    "vgg16_cifar_random": (64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P"),
+}
 
 
 def _network_path(name: str, folder: Path) -> Path:
-    if name != "vgg11_cifar_random":
+    if name not in VGG_CONFIGS:
         return ROOT / "models" / "zoo" / f"{name}.onnx"
-    path = folder / "vgg11_cifar_random.onnx"
+    path = folder / f"{name}.onnx"
     if not path.exists():
-        _export_vgg11(path)
+        _export_vgg(VGG_CONFIGS[name], path)
     return path
 
 
-def _export_vgg11(path: Path) -> None:
-    """VGG-11 for 3×32×32 inputs with average pooling and QCFS(L=8, λ=1); random (He) weights, seed 0."""
+def _export_vgg(config: tuple, path: Path) -> None:
+    """A VGG for 3×32×32 inputs with average pooling and QCFS(L=8, λ=1); random (He) weights, seed 0."""
     import torch
 
     from models.zoo_nets import QCFS
 
     torch.manual_seed(0)
     layers, channels = [], 3
-    for width in (64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512, "P"):
+    for width in config:
         if width == "P":
             layers.append(torch.nn.AvgPool2d(2))
             continue
@@ -86,7 +95,9 @@ def _timed(fn) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        if times[-1] > SLOW_SECONDS and len(times) == 3:
+            break
+    return min(times)
 
 
 def first_layer_share(snn) -> float:
@@ -118,6 +129,17 @@ def measure(kind: str, network: str, neuron: str, steps: int, folder: Path) -> d
 
     torch.set_num_threads(THREADS)
     model_path = _network_path(network, folder)
+    if kind == "compile":  # ONNX → checked NIR file, no calibration (the thresholds come from the QCFS layers)
+        import nir
+
+        return {"seconds": _timed(lambda: nir.write(str(folder / f"{network}.nir"), _converted(model_path, neuron)[1]))}
+    if kind == "memory":  # the whole compile of the full Fashion-MNIST test set, as a user runs it
+        from toolchain.driver import CompileOptions, compile_model
+
+        options = CompileOptions(neuron=neuron, timesteps=(steps,), data="fashion", threads=THREADS)
+        start = time.perf_counter()
+        compile_model(str(model_path), str(folder / "memory_out"), options, echo=lambda *a, **k: None)
+        return {"seconds": time.perf_counter() - start}
     graph, snn = _converted(model_path, neuron)
     x = _inputs(graph.input_shape)
     if kind == "ann":
@@ -167,27 +189,32 @@ def _mb(entry: dict) -> str:
 
 
 def table(networks: list[str], neurons: list[str], steps: list[int], peers: list[str], folder: Path) -> str:
-    lines = ["| network | neuron | T | ANN (ms) | floor (ms) | snnc (ms) | snnc / floor | "
+    lines = ["| network | neuron | T | ANN (ms) | floor (ms) | snnc (ms) | snnc / floor | snnc / ANN | "
              + " | ".join(f"{p} (ms) | {p} / floor" for p in peers) + " | peak MB snnc | " + " | ".join(f"peak MB {p}" for p in peers) + " |",
-             "|---|---|---|---|---|---|---|" + "---|---|" * len(peers) + "---|" + "---|" * len(peers)]
+             "|---|---|---|---|---|---|---|---|" + "---|---|" * len(peers) + "---|" + "---|" * len(peers)]
     for network in networks:
-        ann = _in_subprocess("ann", network, "if", 1, folder)
-        print(f"ANN {network}: {ann}", file=sys.stderr, flush=True)
+        rows = []
+        before = _in_subprocess("ann", network, "if", 1, folder)
         for neuron in neurons:
             for t in steps:
                 if neuron == "bsnn" and t % 4:
                     continue
-                floor = (ann["f1"] + t * (1 - ann["f1"])) * ann["seconds"]
                 ours = _in_subprocess("snnc", network, neuron, t, folder)
                 theirs = {p: _in_subprocess(p, network, neuron, t, folder) for p in peers if neuron == "if"}
                 print(f"{network} {neuron} T={t}: snnc {ours} peers {theirs}", file=sys.stderr, flush=True)
-                cells = [network, neuron, str(t), f"{1000 * ann['seconds']:.1f}", f"{1000 * floor:.1f}"]
-                cells += _time_cells(ours, floor)
-                for p in peers:
-                    cells += _time_cells(theirs[p], floor) if p in theirs else ["—", "—"]
-                cells += [_mb(ours)] + [_mb(theirs[p]) if p in theirs else "—" for p in peers]
-                lines.append("| " + " | ".join(cells) + " |")
-        lines.append(f"| {network} | (one ANN forward = {1000 * ann['seconds']:.1f} ms, f₁ = {ann['f1']:.3f}) |" + " |" * (6 + 3 * len(peers)))
+                rows.append((neuron, t, ours, theirs))
+        after = _in_subprocess("ann", network, "if", 1, folder)
+        ann = min((before, after), key=lambda e: e.get("seconds", float("inf")))
+        print(f"ANN {network}: {before} / {after}", file=sys.stderr, flush=True)
+        for neuron, t, ours, theirs in rows:
+            floor = (ann["f1"] + t * (1 - ann["f1"])) * ann["seconds"]
+            cells = [network, neuron, str(t), f"{1000 * ann['seconds']:.1f}", f"{1000 * floor:.1f}"]
+            cells += _time_cells(ours, floor) + [f"{ours['seconds'] / ann['seconds']:.2f}×" if "seconds" in ours else "—"]
+            for p in peers:
+                cells += _time_cells(theirs[p], floor) if p in theirs else ["—", "—"]
+            cells += [_mb(ours)] + [_mb(theirs[p]) if p in theirs else "—" for p in peers]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append(f"| {network} | (one ANN forward = {1000 * ann['seconds']:.1f} ms, f₁ = {ann['f1']:.3f}) |" + " |" * (7 + 3 * len(peers)))
     return "\n".join(lines)
 
 
@@ -217,14 +244,29 @@ def main() -> None:
         steps, peers = [int(s) for s in args.steps.split(",")], [p for p in args.peers.split(",") if p]
         body = table(networks, neurons, steps, peers, Path(folder))
         lava = _in_subprocess("lava", "digits_cnn_qcfs8", "if", 8, Path(folder))
+        memory = {n: _in_subprocess("memory", "fashion_vgg_qcfs8", n, 32, Path(folder)) for n in ("if", "gn")}
+        compiled = {n: _in_subprocess("compile", n, "if", 1, Path(folder)) for n in VGG_CONFIGS}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     lava_line = (f"Lava (fixed_pt, Loihi2SimCfg): 100 digits samples × T=8 through digits_cnn_qcfs8 in {lava['seconds']:.1f} s "
-                 f"({1000 * lava['seconds'] / 800:.1f} ms per sample-step), peak {_mb(lava)} MB."
-                 if "seconds" in lava else f"Lava: failed ({lava.get('error')}).")
+                 f"({1000 * lava['seconds'] / 100:.0f} ms per sample, {1000 * lava['seconds'] / 800:.1f} ms per sample-step), "
+                 f"peak {_mb(lava)} MB." if "seconds" in lava else f"Lava: failed ({lava.get('error')}).")
+    memory_lines = ["| neuron | seconds | peak MB |", "|---|---|---|"] + [
+        f"| {n} | {e['seconds']:.1f} | {_mb(e)} |" if "seconds" in e else f"| {n} | failed: {e.get('error')} | — |"
+        for n, e in memory.items()]
+    compile_lines = ["| network | ONNX → NIR file (s) | peak MB |", "|---|---|---|"] + [
+        f"| {n} | {e['seconds']:.2f} | {_mb(e)} |" if "seconds" in e else f"| {n} | failed: {e.get('error')} | — |"
+        for n, e in compiled.items()]
     text = "\n".join([
-        "# Performance", "", "<!-- generated by `make bench` (benchmarks/runtime.py); do not edit the table by hand -->", "",
-        f"Measured on this machine ({machine}), batch {BATCH}, {THREADS} threads, median of {REPEATS} after a warm-up; "
-        "each cell its own process, one at a time. ms are per batch.", "", body, "", lava_line, "",
+        "# Performance", "", "<!-- generated by `make bench` (benchmarks/runtime.py); do not edit the tables by hand -->", "",
+        f"Measured on this machine ({machine}), batch {BATCH}, {THREADS} threads, best of {REPEATS} after a warm-up "
+        f"(best of 3 above {SLOW_SECONDS:.0f} s); each cell its own process, one at a time. ms are per batch of {BATCH} "
+        "random inputs in [0, 1).", "", body, "", lava_line, "",
+        "## Memory: `snnc compile` of the full Fashion-MNIST test set (10,000 images) at T=32", "",
+        "The whole compile as a user runs it (import, calibration data, ANN accuracy in onnxruntime, the SNN on the "
+        "reference target with exact operation counts, reports), peak resident memory of the process:", "",
+        *memory_lines, "", "## Compile speed", "",
+        "Import, canonicalisation, lowering and writing the NIR file, without calibration (random-weight VGGs for "
+        "3×32×32 inputs with QCFS activations):", "", *compile_lines, "",
     ])
     print(text)
     Path(args.output).write_text(text + DERIVATION)
@@ -240,7 +282,25 @@ f₁ + T·(1 − f₁) ANN forward passes, with f₁ the first layer's share of 
 time-constant signals without a time axis and folding time into the batch for every other linear layer (one
 matmul/conv per layer for all T steps). Neurons whose output depends only on the sum of their inputs over the
 window (`parallel`, and the accumulation of `tpp`/`bsnn`) need less: snnc runs a chain of parallel neurons on
-window sums, one pass per layer, which is why `parallel` can beat the floor.
+window sums, one pass per layer, which is why `parallel` costs about one ANN forward pass whatever T.
+
+## What it took
+
+Measured on fashion_vgg_qcfs8, batch 256, `if` at T=8, against a floor of about 150 ms:
+
+| change | snnc (ms) |
+|---|---|
+| before: NCHW tensors, the whole batch at once | 468 |
+| memory reused instead of fresh pages (each first touch of a 4 KiB page is a fault; that was half the time), measured with glibc's `mallopt` told never to unmap | 279 |
+| image signals channels-last (oneDNN convolutions and pooling 1.5–4× faster), spike counts summed per sample in float32 | 151 |
+| the same reuse without a process-wide setting: batches cut so that no signal exceeds 32 MiB, which glibc serves from its heap (the `mallopt` setting had doubled the peak memory of a full Fashion-MNIST run through fragmentation) | 156 |
+
+and for `parallel` at T=8 (one ANN forward in onnxruntime: about 19 ms): 91 ms before; about 46 ms after the two
+changes above; 35 ms with `bincount` instead of `histc` for the spike counts per step; about 24 ms with the
+neuron and its spike-count histogram fused in one compiled loop (`targets/reference/kernels.py`, numba), which
+replaced four elementwise passes and a single-threaded `bincount`.
+
+Peers run as their documentation shows, each in its own process, on the whole batch of 256.
 """
 
 

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from targets.reference import ReferenceRuntime
-from targets.reference.ann import evaluate_ann
+from targets.reference.ann import evaluate_ann, node_values
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.frontend import import_onnx, load_onnx
+from toolchain.errors import SnncError
 from toolchain.graph import Activation
 from toolchain.passes import calibrate_distribution, calibrate_thresholds, canonicalise, lower_to_nir
+from toolchain.passes.calibrate_distribution import _by_channel, _reference_activation
 
 
 def _setup(zoo, name, data, samples=600):
@@ -57,3 +59,40 @@ def test_shift_is_folded_into_the_bias_of_the_layer_before(zoo):
     changed = [name for name, bias in before.items() if not np.array_equal(bias, calibrated.nodes[name].op.bias)]
     producers = {calibrated.nodes[n.inputs[0]].name for n in calibrated.nodes.values() if isinstance(n.op, Activation)}
     assert changed and set(changed) <= producers
+
+
+def _activation_outputs(graph, calibrated, calibration):
+    """Per activation: the reference's outputs (the trained QCFS) and the calibrated graph's, one row per channel."""
+    reference, mine = node_values(graph, calibration, _reference_activation), node_values(calibrated, calibration)
+    return {n.name: (_by_channel(reference[n.name]).double(), _by_channel(mine[n.name]).double())
+            for n in calibrated.nodes.values() if isinstance(n.op, Activation)}
+
+
+def test_paper_rule_is_the_fixed_point_of_the_official_moving_average(zoo):
+    # φ ← 0.99φ + 0.01·mean(y_ref − y_da) stops moving where φ_c = mean(y_ref − y_da) for channel c
+    _, graph, calibration, _, _ = _setup(zoo, "digits_cnn_qcfs8", "digits")
+    calibrated = calibrate_distribution(copy.deepcopy(graph), calibration, 3, rule="paper")
+    for name, (reference, mine) in _activation_outputs(graph, calibrated, calibration).items():
+        op = calibrated.nodes[name].op
+        per_channel = reference.shape[0]
+        phi = (np.asarray(op.amplitude, np.float64) - np.asarray(op.threshold, np.float64))
+        phi = phi if per_channel > 1 else np.array([phi.mean()])
+        np.testing.assert_allclose((reference - mine).mean(1).numpy(), phi[:per_channel], atol=1e-5)
+
+
+def test_threshold_search_fits_the_first_layer_at_least_as_well_as_the_paper_rule(zoo):
+    _, graph, calibration, _, _ = _setup(zoo, "mnist5k_cnn_qcfs4", "mnist5k")
+    first = next(n.name for n in graph.nodes.values() if isinstance(n.op, Activation))
+    errors = {}
+    for rule in ("paper", "search"):
+        calibrated = calibrate_distribution(copy.deepcopy(graph), calibration, 2, rule=rule)
+        reference, mine = _activation_outputs(graph, calibrated, calibration)[first]
+        errors[rule] = ((reference - mine) ** 2).mean(1).numpy()
+    assert np.all(errors["search"] <= errors["paper"] + 1e-9)
+    assert errors["search"].mean() < 0.9 * errors["paper"].mean()
+
+
+def test_unknown_rule_is_refused(zoo):
+    _, graph, calibration, _, _ = _setup(zoo, "digits_cnn_qcfs8", "digits")
+    with pytest.raises(SnncError, match="paper"):
+        calibrate_distribution(graph, calibration, 2, rule="mse")

@@ -80,6 +80,5 @@ def test_fashion_vgg_parallel_equals_the_ann_at_t_equal_l_and_calibrates_below(t
                             "--data", "fashion", "--target", "reference")
     reference = report["targets"]["reference"]
     assert reference["agreement_with_ann"]["8"] == 1.0  # identical predictions: T = L = 8
-    # T ≠ L, calibrated: measured 91.20 % against the ANN's 92.25 %. The issue's bar is 1.0 point and this misses
-    # it by 0.05, so the assertion holds what is measured and the gap stays on the issue.
-    assert reference["accuracy"]["4"] >= report["ann"]["accuracy"] - 0.015
+    # T ≠ L, calibrated: within 1.0 point of the ANN (measured 91.8 % against 92.25 %)
+    assert reference["accuracy"]["4"] >= report["ann"]["accuracy"] - 0.01

@@ -172,3 +172,26 @@ def test_window_sum_path_equals_the_step_by_step_path(zoo, model_name, data):
     for name in slow_counts:
         np.testing.assert_array_equal(fast_counts[name], slow_counts[name])
         np.testing.assert_array_equal(fast_totals[runtime.layer_of[name]][0], slow_totals[runtime.layer_of[name]][0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.integers(1, 40), scale_by_steps=st.booleans(), layout=st.sampled_from(["flat", "nchw", "channels_last"]),
+       seed=st.integers(0, 2**16))
+def test_compiled_window_kernel_is_the_spec_bit_for_bit(steps, scale_by_steps, layout, seed):
+    from targets.reference.kernels import window_spikes
+    from targets.reference.runtime import channels_last
+
+    rng = np.random.default_rng(seed)
+    shape = (5, 7) if layout == "flat" else (6, 3, 4, 5)
+    sums = rng.normal(0, 3, shape).astype(np.float32)
+    threshold = rng.uniform(0.1, 2, shape[1:]).astype(np.float32)
+    v_init = (threshold / 2).astype(np.float32)
+    scale = steps if scale_by_steps else 1
+    tensor = torch.from_numpy(sums)
+    tensor = channels_last(tensor) if layout == "channels_last" else tensor
+    counts, histogram = window_spikes(tensor, scale, torch.from_numpy(v_init), torch.from_numpy(threshold), steps)
+    # the spec's order of operations: v = v_init + S (S = T·x for a constant input), n = clamp(floor(v/θ), 0, T)
+    expected = np.clip(np.floor((v_init + sums * np.float32(scale)) / threshold), 0, steps).astype(np.float32)
+    np.testing.assert_array_equal(counts.numpy(), expected)
+    assert counts.stride() == tensor.stride()
+    np.testing.assert_array_equal(histogram, np.bincount(expected.astype(int).ravel(), minlength=steps + 1))

@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     from toolchain.neurons.gn import DEFAULT_TAU
     from toolchain.frontend.onnx_import import MAXPOOL_MODES
     from toolchain.neurons import model_names
+    from toolchain.passes.calibrate_distribution import RULES as CALIBRATION_RULES
 
     parser = argparse.ArgumentParser(prog="snnc", description="Compile trained ANNs (ONNX) into spiking neural networks.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
@@ -55,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--percentile", type=float, default=99.9, help="percentile of ReLU activations used as threshold (default: 99.9)")
     comp.add_argument("--per-channel", action="store_true", help="calibrate ReLU thresholds per channel instead of per layer")
     comp.add_argument("--calibration-samples", type=int, default=1000, help="training samples used to calibrate ReLU thresholds (default: 1000)")
+    comp.add_argument("--parallel-calibration", default="search", choices=CALIBRATION_RULES,
+                      help="for --neuron parallel with T ≠ L or a ReLU model: search (threshold search, default) or paper (ψ and φ only)")
     comp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling: error (default) or avg (replace by average pooling)")
 
     insp = commands.add_parser("inspect", help="list an ONNX model's nodes, shapes and snnc support")
@@ -80,7 +83,7 @@ def _compile(args) -> int:
     options = CompileOptions(
         neuron=args.neuron, targets=parse_targets(args.target), timesteps=parse_timesteps(args.timesteps),
         data=args.data, percentile=args.percentile, per_channel=args.per_channel,
-        calibration_samples=args.calibration_samples, samples=args.samples, maxpool=args.maxpool,
+        calibration_samples=args.calibration_samples, parallel_calibration=args.parallel_calibration, samples=args.samples, maxpool=args.maxpool,
         threads=args.threads, batch_size=args.batch_size, gn_form=args.gn_form, precision=args.precision,
         lava_samples=args.lava_samples, lava_tag=args.lava_tag,
         neuron_options=_neuron_options(args),

@@ -52,6 +52,7 @@ class CompileOptions:
     precision: str = "float"
     lava_samples: int = 20
     lava_tag: str = "fixed_pt"
+    parallel_calibration: str = "search"
 
     def needs_loihi_graph(self) -> bool:
         return self.precision == "loihi" or ("lava" in self.targets and self.lava_tag == "fixed_pt")
@@ -148,7 +149,8 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
     model = load_onnx(path)
     graph = canonicalise(import_onnx(path, options.maxpool, model=model))
     dataset, x, y = _test_split(options.data, graph.input_shape, int(np.prod(graph.shape_of(graph.output))), options.samples)
-    calibration = fit_to_input(dataset.x_train[: options.calibration_samples], graph.input_shape, options.data)
+    calibration = fit_to_input(dataset.x_train[: options.calibration_samples], graph.input_shape, options.data).copy()
+    del dataset  # a copy above, so that the rest of the training split is freed (188 MB for Fashion-MNIST)
     training_free = options.neuron == "parallel" and _has_relu(graph)
     if training_free:  # the parallel method's training-free path: per-channel maxima as thresholds (methods.md §6.2)
         graph = calibrate_thresholds(graph, model, calibration, 100.0, True, options.threads)
@@ -164,7 +166,7 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
 
     calibrated_steps = [t for t in options.timesteps if training_free or _levels_differ(graph, t)] if options.neuron == "parallel" else []
     shared = build(graph) if len(calibrated_steps) < len(options.timesteps) else None
-    networks = {t: build(calibrate_distribution(copy.deepcopy(graph), calibration[:DA_CALIBRATION_SAMPLES], t))
+    networks = {t: build(calibrate_distribution(copy.deepcopy(graph), calibration[:DA_CALIBRATION_SAMPLES], t, options.parallel_calibration))
                 if t in calibrated_steps else shared for t in options.timesteps}
     if calibrated_steps:
         graph.notes.append(f"parallel neurons with distribution-aware calibration for T = {', '.join(map(str, calibrated_steps))} "

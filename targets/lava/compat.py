@@ -3,6 +3,10 @@
 Lava 0.10 declares Python < 3.11. On 3.11 its `lava.magma.compiler.var_model` module fails at import: a
 dataclass there uses another (unhashable) dataclass instance as a field default, which 3.11 rejects. While that
 one module is first imported, such defaults are turned into `default_factory` copies; nothing else changes.
+
+Lava also calls `multiprocessing.set_start_method('fork')` when its runtime is first imported, which raises if the
+process has fixed its start method already: numba does, to 'fork' too, when its thread pool starts (the reference
+runtime's kernels). While that module is imported, setting the method the process already has is a no-op.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import multiprocessing
 import sys
 import warnings
 
@@ -27,18 +32,26 @@ def _get_field_with_factories(original, cls, name, annotation, *args, **kwargs):
     return original(cls, name, annotation, *args, **kwargs)
 
 
+def _set_start_method_unless_set(original, method, force=False):
+    if not force and multiprocessing.get_start_method(allow_none=True) == method:
+        return
+    original(method, force)
+
+
 def ensure_lava_importable() -> None:
-    """Import Lava's one offending module under the patched dataclass machinery (a no-op once done)."""
+    """Import Lava's two offending modules under the patches above (a no-op once done)."""
     global _ready
     if _ready:
         return
-    original = dataclasses._get_field
+    original_field, original_start = dataclasses._get_field, multiprocessing.set_start_method
     if sys.version_info >= (3, 11):
-        dataclasses._get_field = functools.partial(_get_field_with_factories, original)
+        dataclasses._get_field = functools.partial(_get_field_with_factories, original_field)
+    multiprocessing.set_start_method = functools.partial(_set_start_method_unless_set, original_start)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Loihi2HWProfiler could not be imported"
             import lava.magma.compiler.var_model  # noqa: F401
+            import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
     finally:
-        dataclasses._get_field = original
+        dataclasses._get_field, multiprocessing.set_start_method = original_field, original_start
     _ready = True

@@ -8,7 +8,10 @@ integrates, so the prediction at step t is the argmax of the running sum.
 Speed comes from two facts. Linear ops are time-invariant, so a (T, B, ...) signal is folded into one
 (T·B, ...) batch and each layer is one matmul/conv call for all T steps. A signal that is the same at every
 step (the direct input and everything linear before the first neuron) is kept without a time axis and
-computed once. Only neurons loop over time, in place on one state tensor.
+computed once. Only neurons loop over time, in place on one state tensor. Two facts of the machine matter as
+much: image signals are kept channels-last (oneDNN's convolutions and pooling run 1.5–4× faster on it than on
+NCHW here), and batches are cut so that no signal exceeds 32 MiB, which glibc then serves from memory it already
+holds instead of fresh pages (`batch_size_for`; docs/performance.md).
 
 Graphs quantized by `quantize_loihi` (metadata precision `loihi`) run in exact integer arithmetic (float64
 holds every value exactly): weights times 2^weight_exp, host-computed input currents rounded, membrane
@@ -19,18 +22,56 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from targets.reference.kernels import window_spikes
 from toolchain.errors import SnncError
 from toolchain.neurons import if_permuted, two_phase
 from toolchain.nir_conventions import snnc_metadata
 from toolchain.progress import progress
 
-MEMORY_BUDGET_BYTES = 512 * 2**20
+MEMORY_BUDGET_BYTES = 128 * 2**20
 POTENTIAL_LIMIT = 2**23 - 1  # Loihi's 24-bit membrane state saturates here (loihi precision)
+
+
+def channels_last(t: torch.Tensor) -> torch.Tensor:
+    """An image batch (N, C, H, W) in channels-last layout; other tensors as they are."""
+    return t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t
+
+
+def _per_neuron_layout(t: torch.Tensor) -> torch.Tensor:
+    """A per-neuron (C, H, W) parameter laid out like one sample of a channels-last batch, so that broadcasting
+    against the state walks both in the same order."""
+    return channels_last(t.unsqueeze(0))[0] if t.ndim == 3 else t
+
+
+def _in_memory_order(t: torch.Tensor) -> torch.Tensor:
+    """All elements of a dense tensor as a 1-D view, in the order they lie in memory (no copy for channels-last)."""
+    return t.permute(sorted(range(t.ndim), key=lambda d: -t.stride(d))).reshape(-1)
+
+
+def _count_sum(counts: torch.Tensor, most: int) -> torch.Tensor:
+    """Σ over the first two dims (steps, samples) of integer counts ≤ `most`, as float64 and exact: summed in float32
+    (one pass, no float64 copy) while every total stays below 2^24."""
+    exact_in_float32 = counts.shape[0] * counts.shape[1] * most < 2**24
+    per_neuron, strides = counts.shape[2:], counts.stride()[2:]
+    order = sorted(range(len(per_neuron)), key=lambda d: -strides[d])  # neurons as laid out in memory
+    # a column sum over a 2-D view runs several times faster than torch's sum over the two leading dims of a
+    # channels-last tensor
+    rows = counts.permute(0, 1, *(2 + d for d in order)).reshape(-1, int(np.prod(per_neuron, dtype=np.int64)))
+    total = rows.sum(0, dtype=torch.float32 if exact_in_float32 else torch.float64).double()
+    return total.reshape([per_neuron[d] for d in order]).permute(*np.argsort(order).tolist())
+
+
+def _steps_like(per_step: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """An uninitialised (T, *per_step.shape) tensor whose every step has per_step's layout."""
+    layout = torch.channels_last if per_step.ndim == 4 else torch.contiguous_format
+    folded = torch.empty((timesteps * per_step.shape[0], *per_step.shape[1:]), dtype=per_step.dtype, memory_format=layout)
+    return folded.view(timesteps, *per_step.shape)
 
 
 @dataclass
@@ -101,6 +142,10 @@ class ReferenceRuntime:
         # Expanded group neurons report as their group: spikes and neurons summed over the members.
         self.layer_of = {n: str(snnc_metadata(graph.nodes[n]).get("group", n)) for n in self.spiking}
         self.params = {name: {**self._tensors_of(node, self.dtype), "layer": name} for name, node in graph.nodes.items()}
+        for p in self.params.values():
+            for key in ("threshold", "v_init", "v_reset", "r"):
+                if key in p:
+                    p[key] = _per_neuron_layout(p[key])
         if threads:
             torch.set_num_threads(threads)
 
@@ -146,10 +191,17 @@ class ReferenceRuntime:
         return {}
 
     def batch_size_for(self, timesteps: int) -> int:
-        """Largest batch whose biggest per-layer signal (with working copies) fits the memory budget."""
+        """Largest batch whose biggest per-layer signal stays within 32 MiB (a quarter of the memory budget).
+
+        Below 32 MiB glibc serves blocks from its heap and reuses them batch after batch; above, it maps every
+        block afresh and unmaps it on free, and the first touch of each fresh 4 KiB page costs more than the
+        arithmetic on it: half the time of a T=8 run at batch 256 here. So a larger requested batch is run in parts.
+        Networks run on window sums (parallel neurons) have no time axis in their signals.
+        """
         largest = max(int(np.prod(np.shape(n.v_threshold))) for n in map(self.graph.nodes.get, self.spiking)) if self.spiking else 1
         widest = max([largest] + [int(self.params[n]["weight"].shape[0]) * 64 for n in self.order if "weight" in self.params[n]])
-        per_sample = 4 * timesteps * widest * 4
+        steps = 1 if self.runs_on_window_sums(timesteps) else timesteps
+        per_sample = 4 * steps * widest * 4
         return int(np.clip(MEMORY_BUDGET_BYTES // max(per_sample, 1), 1, 1024))
 
     def run(self, x: np.ndarray, timesteps: int, batch_size: int | None = None, label: str = "SNN (reference)",
@@ -158,7 +210,7 @@ class ReferenceRuntime:
             raise SnncError(f"timesteps must be at least 1 (got {timesteps})")
         if tuple(x.shape[1:]) != self.input_shape:
             raise SnncError(f"input samples have shape {tuple(x.shape[1:])}, but the NIR graph expects {self.input_shape}")
-        batch_size = batch_size or self.batch_size_for(timesteps)
+        batch_size = min(batch_size or self.batch_size_for(timesteps), self.batch_size_for(timesteps))
         predictions, finals = [], []
         per_step = {layer: np.zeros(timesteps) for layer in self.layer_of.values()}
         starts = range(0, len(x), batch_size)
@@ -166,7 +218,7 @@ class ReferenceRuntime:
         neuron_totals: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
             for start in progress(starts, label, total=len(starts)):
-                batch = torch.from_numpy(np.array(x[start: start + batch_size])).to(self.dtype)
+                batch = channels_last(torch.from_numpy(np.array(x[start: start + batch_size])).to(self.dtype))
                 run_batch = self._run_window_sums if self.runs_on_window_sums(timesteps) else self._run_batch
                 readout, counts = run_batch(batch, timesteps, first_sample=start, steps=steps, neuron_totals=neuron_totals)
                 predictions.append(readout.argmax(-1).numpy())
@@ -204,13 +256,18 @@ class ReferenceRuntime:
                 break
             signals[name] = self._apply(name, node, incoming, timesteps, first_sample)
             if isinstance(node, nir.IF):
-                counts[name] = signals[name].data.reshape(timesteps, -1).sum(1, dtype=torch.float64).numpy()
+                counts[name] = self._spikes_per_step(signals[name].data)
                 if steps:
                     self._add_neuron_totals(neuron_totals, name, signals[name].data, steps)
         data = readout.data if readout.temporal else readout.data.expand(timesteps, *readout.data.shape)
         if not isinstance(self.graph.nodes[self.preds[self.output][0]], nir.I):
             data = data.cumsum(0)
         return data, counts
+
+    @staticmethod
+    def _spikes_per_step(spikes: torch.Tensor) -> np.ndarray:
+        """Σ over samples and neurons per step, exact: float32 sums per sample (integers below 2^24), then float64."""
+        return spikes.sum(dim=tuple(range(2, spikes.ndim))).double().sum(1).numpy()
 
     def runs_on_window_sums(self, timesteps: int) -> bool:
         """True when every spiking layer is a deterministic whole-window two-phase neuron (parallel) in float
@@ -244,24 +301,22 @@ class ReferenceRuntime:
                 total = x if summed else x * timesteps
                 return total.expand(timesteps, *total.shape), counts
             if isinstance(node, nir.IF):
-                n = (x if summed else x * timesteps).add(p["v_init"]).div_(p["threshold"]).floor_().clamp_(0, timesteps)
+                n, histogram = window_spikes(x, 1 if summed else timesteps, p["v_init"], p["threshold"], timesteps)
                 values[name] = (n, True)
-                histogram = torch.histc(n, bins=timesteps + 1, min=-0.5, max=timesteps + 0.5).double()
-                counts[name] = histogram.flip(0).cumsum(0).flip(0)[1:].numpy()  # step t fires where n > t
+                counts[name] = histogram[::-1].cumsum()[::-1][1:]  # step t fires where n > t
                 if steps:
                     self._add_block_totals(neuron_totals, name, n, steps)
             elif isinstance(node, nir.I):
                 values[name] = (x * p["r"], summed)
             else:
-                out = self._linear(node, p, x)
                 if summed and p.get("bias") is not None:  # the bias arrives at every step of the window
-                    out = out + (timesteps - 1) * p["bias"].reshape((-1,) + (1,) * (out.ndim - 2))
-                values[name] = (out, summed)
+                    p = {**p, "bias": p["bias"] * timesteps}
+                values[name] = (self._linear(node, p, x), summed)
         raise SnncError("the NIR graph has no Output node")
 
     def _add_block_totals(self, totals: dict, name: str, n: torch.Tensor, steps: tuple[int, ...]) -> None:
         """Per-neuron totals up to each counted step t for spikes that fill the first n steps: min(n, t)."""
-        per_step = torch.stack([n.clamp(max=t).sum(0, dtype=torch.float64) for t in steps]).numpy()
+        per_step = torch.stack([_count_sum(n.clamp(max=t).unsqueeze(0), t) for t in steps]).numpy()
         layer = self.layer_of[name]
         previous = totals.get(layer)
         totals[layer] = [per_step, per_step] if previous is None else [previous[0] + per_step, previous[1] + per_step]
@@ -269,10 +324,10 @@ class ReferenceRuntime:
     def _add_neuron_totals(self, totals: dict, name: str, spikes: torch.Tensor, steps: tuple[int, ...]) -> None:
         """Add node `name`'s spikes (T, B, ...) in one batch to its layer's per-neuron totals up to each counted step."""
         bounds = list(zip((0, *steps), steps))
-        spike_totals = torch.stack([spikes[a:b].sum((0, 1), dtype=torch.float64) for a, b in bounds]).cumsum(0).numpy()
-        if self.params[name]["max_spikes"] > 1:
-            fired = [(spikes[a:b] > 0).sum((0, 1), dtype=torch.float64) for a, b in bounds]
-            message_totals = torch.stack(fired).cumsum(0).numpy()
+        most = self.params[name]["max_spikes"]
+        spike_totals = torch.stack([_count_sum(spikes[a:b], most) for a, b in bounds]).cumsum(0).numpy()
+        if most > 1:
+            message_totals = torch.stack([_count_sum(spikes[a:b] > 0, 1) for a, b in bounds]).cumsum(0).numpy()
         else:
             message_totals = spike_totals
         layer = self.layer_of[name]
@@ -317,7 +372,8 @@ class ReferenceRuntime:
         if isinstance(node, (nir.Affine, nir.Linear)):
             return F.linear(x, p["weight"], p["bias"])
         if isinstance(node, nir.Conv2d):
-            return F.conv2d(x, p["weight"], p["bias"], tuple(node.stride), tuple(node.padding), tuple(node.dilation), int(node.groups))
+            # channels-last also where oneDNN returns NCHW (a 1-channel input)
+            return channels_last(F.conv2d(x, p["weight"], p["bias"], tuple(node.stride), tuple(node.padding), tuple(node.dilation), int(node.groups)))
         if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
             kernel = tuple(int(k) for k in np.atleast_1d(node.kernel_size).repeat(2)[:2]) if np.size(node.kernel_size) == 1 else tuple(int(k) for k in node.kernel_size)
             stride = tuple(int(s) for s in np.broadcast_to(node.stride, 2))
@@ -347,12 +403,11 @@ class ReferenceRuntime:
         if timesteps % cycle:
             raise SnncError(f"layer '{p['layer']}': {timesteps} time steps are not a whole number of {cycle}-step cycles; "
                             "choose --timesteps that are multiples of --cycle")
-        v = p["v_init"].expand(batch, *threshold.shape).clone()
-        out = torch.empty((timesteps, *v.shape), dtype=v.dtype)
-        if p["rule"] == "bernoulli":
-            draws = np.stack([two_phase.uniforms(p["seed"], p["layer"], first_sample + b, timesteps, tuple(threshold.shape))
-                              for b in range(batch)], axis=1)
-            u = torch.from_numpy(draws)
+        per_step = x[0] if signal.temporal else x
+        v = torch.empty_like(per_step).copy_(p["v_init"].expand(batch, *threshold.shape))
+        out = _steps_like(v, timesteps)
+        if p["rule"] == "bernoulli":  # one stream per sample, drawn step by step: memory for one step's draws
+            streams = [two_phase.draws(p["seed"], p["layer"], first_sample + b) for b in range(batch)]
         for start in range(0, timesteps, cycle):
             if p.get("saturate"):  # Loihi precision: the potential saturates step by step, as on the chip
                 for t in range(start, start + cycle):
@@ -367,7 +422,8 @@ class ReferenceRuntime:
                 continue
             for t in range(cycle):
                 probability = torch.clamp(v / ((cycle - t) * threshold), 0, 1)
-                torch.lt(u[start + t], probability, out=out[start + t])
+                u = channels_last(torch.from_numpy(np.stack([s.random(tuple(threshold.shape)) for s in streams])))
+                torch.lt(u, probability, out=out[start + t])
                 v -= out[start + t] * threshold
         return out
 
@@ -386,8 +442,9 @@ class ReferenceRuntime:
         x = signal.data
         batch = x.shape[1] if signal.temporal else x.shape[0]
         threshold = p["threshold"]
-        v = p["v_init"].expand(batch, *threshold.shape).clone()
-        out = torch.empty((timesteps, *v.shape), dtype=v.dtype)
+        per_step = x[0] if signal.temporal else x
+        v = torch.empty_like(per_step).copy_(p["v_init"].expand(batch, *threshold.shape))
+        out = _steps_like(v, timesteps)
         drive = None if signal.temporal else (x if p["unit_r"] else x * p["r"])
         for t in range(timesteps):
             if drive is not None:

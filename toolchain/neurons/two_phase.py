@@ -40,10 +40,15 @@ def bernoulli_window(v, threshold, cycle: int, u):
 RULES = {"deterministic": deterministic_window, "bernoulli": bernoulli_window}
 
 
+def draws(seed: int, layer: str, sample: int) -> np.random.Generator:
+    """The stream of random numbers of one layer for one sample. Drawing it step by step, `random(shape)` per
+    step, gives the same numbers as `uniforms` at once (each float64 takes one 64-bit output, in order)."""
+    return np.random.default_rng([seed, zlib.crc32(layer.encode()), sample])
+
+
 def uniforms(seed: int, layer: str, sample: int, steps: int, shape) -> np.ndarray:
     """The random numbers of one layer for one sample: (steps, *shape), float64 in [0, 1)."""
-    generator = np.random.default_rng([seed, zlib.crc32(layer.encode()), sample])
-    return generator.random((steps, *shape))
+    return draws(seed, layer, sample).random((steps, *shape))
 
 
 def simulate(x: np.ndarray, threshold, v_init, rule: str, cycle: int, u: np.ndarray | None = None) -> np.ndarray:
