@@ -58,3 +58,41 @@ def test_runtime_kernel_matches_the_numpy_spec_bit_for_bit():
     }
     ours = ReferenceRuntime._neuron(kernel_params, Signal(torch.from_numpy(x), temporal=True), 40).numpy()
     np.testing.assert_array_equal(ours, spec)
+
+
+def test_runtime_kernel_on_channels_last_images_matches_the_spec():
+    # the runtime keeps image signals channels-last; per-neuron parameters are laid out to match
+    from targets.reference.runtime import _per_neuron_layout, _steps_like, channels_last
+
+    rng = np.random.default_rng(1)
+    steps, batch, shape = 12, 5, (4, 3, 6)
+    threshold = rng.uniform(0.2, 2.0, shape).astype(np.float32)
+    x = rng.normal(0.3, 1.0, (steps, batch, *shape)).astype(np.float32)
+    params = if_neuron.parameters(threshold)
+    layout = _steps_like(channels_last(torch.zeros(batch, *shape)), steps)
+    layout.copy_(torch.from_numpy(x))
+    assert layout[0].is_contiguous(memory_format=torch.channels_last)
+    kernel_params = {
+        "threshold": _per_neuron_layout(torch.from_numpy(threshold)),
+        "v_init": _per_neuron_layout(torch.from_numpy(np.ascontiguousarray(np.broadcast_to(params.v_init, shape)))),
+        "r": torch.ones(shape), "unit_r": True, "subtract": True, "max_spikes": 1,
+    }
+    ours = ReferenceRuntime._neuron(kernel_params, Signal(layout, temporal=True), steps)
+    assert ours[0].is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(ours.numpy(), simulate(x, params))
+
+
+def test_a_batch_too_large_for_the_memory_bound_runs_in_parts_with_the_same_result(zoo):
+    from toolchain.data import fit_to_input, load_dataset
+    from toolchain.frontend import import_onnx
+    from toolchain.passes import canonicalise, lower_to_nir
+
+    graph = canonicalise(import_onnx(zoo / "digits_cnn_qcfs8.onnx"))
+    runtime = ReferenceRuntime(lower_to_nir(graph, "if"))
+    x = fit_to_input(load_dataset("digits").x_test[:300], graph.input_shape, "digits")
+    steps = 64
+    assert runtime.batch_size_for(steps) < len(x)
+    whole, small = runtime.run(x, steps, batch_size=len(x)), runtime.run(x, steps, batch_size=7)
+    np.testing.assert_array_equal(whole.predictions, small.predictions)
+    np.testing.assert_array_equal(whole.readout, small.readout)
+    assert whole.spikes == small.spikes
