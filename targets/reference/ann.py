@@ -31,8 +31,10 @@ def _per_channel(value, x: torch.Tensor) -> torch.Tensor:
     return value.reshape((-1,) + (1,) * (x.ndim - 2)) if value.ndim else value
 
 
-def node_values(graph: AnnGraph, x: np.ndarray, activation: ActivationFunction = apply_activation) -> dict[str, torch.Tensor]:
-    """Every node's output for a batch x (N, ...), with `activation` computing the Activation nodes."""
+def node_values(graph: AnnGraph, x: np.ndarray, activation: ActivationFunction = apply_activation,
+                until: str | None = None) -> dict[str, torch.Tensor]:
+    """Every node's output for a batch x (N, ...), with `activation` computing the Activation nodes; with
+    `until`, the nodes up to and including that one."""
     values = {graph.input_name: torch.from_numpy(np.array(x, np.float32))}
     with torch.inference_mode():
         for node in graph.nodes.values():
@@ -47,6 +49,8 @@ def node_values(graph: AnnGraph, x: np.ndarray, activation: ActivationFunction =
                 values[node.name] = ReferenceRuntime._linear(node.op, ReferenceRuntime._tensors_of(node.op), inputs[0])
             else:
                 raise TypeError(f"node {node.name} has non-canonical op {type(node.op).__name__}")
+            if node.name == until:
+                break
     return values
 
 
