@@ -49,11 +49,6 @@ def _per_neuron_layout(t: torch.Tensor) -> torch.Tensor:
     return channels_last(t.unsqueeze(0))[0] if t.ndim == 3 else t
 
 
-def _in_memory_order(t: torch.Tensor) -> torch.Tensor:
-    """All elements of a dense tensor as a 1-D view, in the order they lie in memory (no copy for channels-last)."""
-    return t.permute(sorted(range(t.ndim), key=lambda d: -t.stride(d))).reshape(-1)
-
-
 def _count_sum(counts: torch.Tensor, most: int) -> torch.Tensor:
     """Σ over the first two dims (steps, samples) of integer counts ≤ `most`, as float64 and exact: summed in float32
     (one pass, no float64 copy) while every total stays below 2^24."""
