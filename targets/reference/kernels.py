@@ -39,6 +39,12 @@ def _window_spikes(sums, scale, v_init, threshold, steps, counts, histograms):  
         histograms[b] = partial.sum(0)
 
 
+def memory_order(t: torch.Tensor, leading: int) -> list[int]:
+    """The dims of t after the first `leading` ones (numbered from 0), in the order they lie in memory."""
+    strides = t.stride()[leading:]
+    return sorted(range(t.ndim - leading), key=lambda d: -strides[d])
+
+
 def _rows(t: torch.Tensor, order: list[int]) -> np.ndarray:
     """(B, neurons) float32 view of a (B, ...) tensor, neurons in the memory order `order` of its sample dims."""
     return t.permute(0, *(d + 1 for d in order)).contiguous().reshape(t.shape[0], -1).numpy()
@@ -49,8 +55,7 @@ def window_spikes(sums: torch.Tensor, scale: int, v_init: torch.Tensor, threshol
     """Spike counts n (same shape and layout as `sums`, float32) of parallel neurons whose window input is
     sums·scale, and the number of neurons (over the batch) with each count 0..T as float64 (T+1,)."""
     counts = torch.empty_like(sums)  # dense, so its rows below are a view that the kernel fills
-    per_sample = counts.stride()[1:]
-    order = sorted(range(sums.ndim - 1), key=lambda d: -per_sample[d])  # the sample dims as laid out in memory
+    order = memory_order(counts, 1)
     rows = _rows(counts, order)
     histograms = np.zeros((sums.shape[0], steps + 1), np.int64)
     numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from targets.reference.kernels import window_spikes
+from targets.reference.kernels import memory_order, window_spikes
 from toolchain.errors import SnncError
 from toolchain.neurons import if_permuted, two_phase
 from toolchain.nir_conventions import snnc_metadata
@@ -53,8 +52,7 @@ def _count_sum(counts: torch.Tensor, most: int) -> torch.Tensor:
     """Σ over the first two dims (steps, samples) of integer counts ≤ `most`, as float64 and exact: summed in float32
     (one pass, no float64 copy) while every total stays below 2^24."""
     exact_in_float32 = counts.shape[0] * counts.shape[1] * most < 2**24
-    per_neuron, strides = counts.shape[2:], counts.stride()[2:]
-    order = sorted(range(len(per_neuron)), key=lambda d: -strides[d])  # neurons as laid out in memory
+    per_neuron, order = counts.shape[2:], memory_order(counts, 2)
     # a column sum over a 2-D view runs several times faster than torch's sum over the two leading dims of a
     # channels-last tensor
     rows = counts.permute(0, 1, *(2 + d for d in order)).reshape(-1, int(np.prod(per_neuron, dtype=np.int64)))
@@ -205,7 +203,9 @@ class ReferenceRuntime:
             raise SnncError(f"timesteps must be at least 1 (got {timesteps})")
         if tuple(x.shape[1:]) != self.input_shape:
             raise SnncError(f"input samples have shape {tuple(x.shape[1:])}, but the NIR graph expects {self.input_shape}")
-        batch_size = min(batch_size or self.batch_size_for(timesteps), self.batch_size_for(timesteps))
+        largest_batch = self.batch_size_for(timesteps)
+        batch_size = min(batch_size or largest_batch, largest_batch)
+        run_batch = self._run_window_sums if self.runs_on_window_sums(timesteps) else self._run_batch
         predictions, finals = [], []
         per_step = {layer: np.zeros(timesteps) for layer in self.layer_of.values()}
         starts = range(0, len(x), batch_size)
@@ -214,7 +214,6 @@ class ReferenceRuntime:
         with torch.inference_mode():
             for start in progress(starts, label, total=len(starts)):
                 batch = channels_last(torch.from_numpy(np.array(x[start: start + batch_size])).to(self.dtype))
-                run_batch = self._run_window_sums if self.runs_on_window_sums(timesteps) else self._run_batch
                 readout, counts = run_batch(batch, timesteps, first_sample=start, steps=steps, neuron_totals=neuron_totals)
                 predictions.append(readout.argmax(-1).numpy())
                 finals.append(readout[-1].numpy())
