@@ -206,7 +206,7 @@ class ReferenceRuntime:
         largest_batch = self.batch_size_for(timesteps)
         batch_size = min(batch_size or largest_batch, largest_batch)
         run_batch = self._run_window_sums if self.runs_on_window_sums(timesteps) else self._run_batch
-        predictions, finals = [], []
+        predictions, finals = None, None
         per_step = {layer: np.zeros(timesteps) for layer in self.layer_of.values()}
         starts = range(0, len(x), batch_size)
         steps = tuple(sorted({int(t) for t in per_neuron_steps if 1 <= t <= timesteps}))
@@ -215,15 +215,18 @@ class ReferenceRuntime:
             for start in progress(starts, label, total=len(starts)):
                 batch = channels_last(torch.from_numpy(np.array(x[start: start + batch_size])).to(self.dtype))
                 readout, counts = run_batch(batch, timesteps, first_sample=start, steps=steps, neuron_totals=neuron_totals)
-                predictions.append(readout.argmax(-1).numpy())
-                finals.append(readout[-1].numpy())
+                if predictions is None:  # written in place: small arrays kept across batches would fragment the heap
+                    predictions = np.empty((timesteps, len(x)), np.int64)
+                    finals = np.empty((len(x), readout.shape[-1]), readout.numpy().dtype)
+                predictions[:, start: start + len(batch)] = readout.argmax(-1).numpy()
+                finals[start: start + len(batch)] = readout[-1].numpy()
                 for name, count in counts.items():
                     per_step[self.layer_of[name]] += count
         neurons = {layer: 0 for layer in per_step}
         for name in self.spiking:
             neurons[self.layer_of[name]] += int(np.prod(np.shape(self.graph.nodes[name].v_threshold)))
         return RunResult(
-            predictions=np.concatenate(predictions, axis=1), readout=np.concatenate(finals),
+            predictions=predictions, readout=finals,
             spikes={n: int(round(c.sum())) for n, c in per_step.items()}, spikes_per_step=per_step, neurons=neurons, samples=len(x), timesteps=timesteps,
             counted_steps=steps, spikes_per_neuron={layer: t[0] for layer, t in neuron_totals.items()},
             messages_per_neuron={layer: t[1] for layer, t in neuron_totals.items()},
@@ -311,9 +314,7 @@ class ReferenceRuntime:
     def _add_block_totals(self, totals: dict, name: str, n: torch.Tensor, steps: tuple[int, ...]) -> None:
         """Per-neuron totals up to each counted step t for spikes that fill the first n steps: min(n, t)."""
         per_step = torch.stack([_count_sum(n.clamp(max=t).unsqueeze(0), t) for t in steps]).numpy()
-        layer = self.layer_of[name]
-        previous = totals.get(layer)
-        totals[layer] = [per_step, per_step] if previous is None else [previous[0] + per_step, previous[1] + per_step]
+        self._accumulate(totals, self.layer_of[name], per_step, per_step)
 
     def _add_neuron_totals(self, totals: dict, name: str, spikes: torch.Tensor, steps: tuple[int, ...]) -> None:
         """Add node `name`'s spikes (T, B, ...) in one batch to its layer's per-neuron totals up to each counted step."""
@@ -324,12 +325,16 @@ class ReferenceRuntime:
             message_totals = torch.stack([_count_sum(spikes[a:b] > 0, 1) for a, b in bounds]).cumsum(0).numpy()
         else:
             message_totals = spike_totals
-        layer = self.layer_of[name]
-        if layer in totals:
-            totals[layer][0] = totals[layer][0] + spike_totals
-            totals[layer][1] = totals[layer][1] + message_totals
-        else:
-            totals[layer] = [spike_totals, message_totals]
+        self._accumulate(totals, self.layer_of[name], spike_totals, message_totals)
+
+    @staticmethod
+    def _accumulate(totals: dict, layer: str, spikes: np.ndarray, messages: np.ndarray) -> None:
+        """Add one batch's per-neuron totals to the layer's, in place (arrays kept across batches would fragment
+        the heap if reallocated every batch)."""
+        if layer not in totals:
+            totals[layer] = [np.zeros_like(spikes), np.zeros_like(messages)]
+        totals[layer][0] += spikes
+        totals[layer][1] += messages
 
     @staticmethod
     def _sum_inputs(signals: list[Signal], timesteps: int) -> Signal:
