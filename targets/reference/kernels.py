@@ -24,19 +24,22 @@ def _window_spikes(sums, scale, v_init, threshold, steps, counts, histograms):  
     low, high = np.float32(0.0), np.float32(steps)
     for b in numba.prange(batch):
         row, x = counts[b], sums[b]
+        bucket = np.empty(size, np.int32)
         for i in range(size):  # vectorised: no loop-carried dependency
-            row[i] = min(max(np.floor((x[i] * scale + v_init[i]) / threshold[i]), low), high)
-        # four interleaved histograms, so consecutive increments do not wait on the same counter
-        partial = np.zeros((4, steps + 1), np.int64)
-        whole = size // 4 * 4
-        for i in range(0, whole, 4):
-            partial[0, np.int64(row[i])] += 1
-            partial[1, np.int64(row[i + 1])] += 1
-            partial[2, np.int64(row[i + 2])] += 1
-            partial[3, np.int64(row[i + 3])] += 1
+            n = min(max(np.floor((x[i] * scale + v_init[i]) / threshold[i]), low), high)
+            row[i] = n
+            bucket[i] = np.int32(n)
+        # eight interleaved histograms, so that consecutive increments (mostly of count 0) do not wait on one
+        # counter: the histogram costs more than the neuron
+        partial = np.zeros((8, steps + 1), np.int32)
+        whole = size // 8 * 8
+        for i in range(0, whole, 8):
+            for k in range(8):
+                partial[k, bucket[i + k]] += 1
         for i in range(whole, size):
-            partial[0, np.int64(row[i])] += 1
-        histograms[b] = partial.sum(0)
+            partial[0, bucket[i]] += 1
+        for n in range(steps + 1):
+            histograms[b, n] = partial[:, n].sum()
 
 
 def memory_order(t: torch.Tensor, leading: int) -> list[int]:

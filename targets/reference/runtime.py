@@ -38,8 +38,16 @@ POTENTIAL_LIMIT = 2**23 - 1  # Loihi's 24-bit membrane state saturates here (loi
 
 
 def channels_last(t: torch.Tensor) -> torch.Tensor:
-    """An image batch (N, C, H, W) in channels-last layout; other tensors as they are."""
-    return t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t
+    """An image batch or conv weight (N, C, H, W) in channels-last layout; other tensors as they are.
+
+    With one channel both layouts are the same memory, and torch keeps NCHW strides; a convolution given such a
+    weight returns NCHW. Stride 1 on C marks it channels-last, so the convolution returns channels-last directly
+    (copying conv1's output of fashion_vgg_qcfs8 cost more than the convolution).
+    """
+    if t.ndim != 4:
+        return t
+    t = t.contiguous(memory_format=torch.channels_last)
+    return t.as_strided(t.shape, (t.stride(0), 1, *t.stride()[2:])) if t.shape[1] == 1 else t
 
 
 def _per_neuron_layout(t: torch.Tensor) -> torch.Tensor:
@@ -158,7 +166,7 @@ class ReferenceRuntime:
             bias = as_tensor(node.bias) if isinstance(node, nir.Affine) else None
             return {"weight": as_tensor(np.asarray(node.weight) * gain), "bias": bias, **rounded}
         if isinstance(node, nir.Conv2d):
-            return {"weight": as_tensor(np.asarray(node.weight) * gain), "bias": as_tensor(node.bias), **rounded}
+            return {"weight": channels_last(as_tensor(np.asarray(node.weight) * gain)), "bias": as_tensor(node.bias), **rounded}
         if isinstance(node, nir.Scale):
             return {"scale": as_tensor(np.asarray(node.scale) * gain), **rounded}
         if isinstance(node, nir.IF):
@@ -371,7 +379,6 @@ class ReferenceRuntime:
         if isinstance(node, (nir.Affine, nir.Linear)):
             return F.linear(x, p["weight"], p["bias"])
         if isinstance(node, nir.Conv2d):
-            # channels-last also where oneDNN returns NCHW (a 1-channel input)
             return channels_last(F.conv2d(x, p["weight"], p["bias"], tuple(node.stride), tuple(node.padding), tuple(node.dilation), int(node.groups)))
         if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
             kernel = tuple(int(k) for k in np.atleast_1d(node.kernel_size).repeat(2)[:2]) if np.size(node.kernel_size) == 1 else tuple(int(k) for k in node.kernel_size)
