@@ -8,6 +8,7 @@ real processes.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -27,7 +29,7 @@ from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
 from tests.onnx_models import model, rand
 from toolchain import outdir as outdir_module
-from toolchain.cli import main
+from toolchain.cli import Terminated, main, sigterm_raises
 from toolchain.data import check_labels, load_dataset
 from toolchain.errors import SnncError
 from toolchain.frontend import load_onnx
@@ -391,6 +393,18 @@ def _npz(path: Path, **arrays) -> Path:
     return path
 
 
+def _npz_declaring(path: Path, shape: tuple[int, ...]) -> None:
+    """An .npz whose 'x' declares `shape` in its header but holds no data: a compressed file of zeros would
+    declare as much, and load that much."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    labels = io.BytesIO()
+    np.save(labels, np.arange(5))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", header.getvalue())
+        archive.writestr("y.npy", labels.getvalue())
+
+
 @pytest.mark.parametrize("make,phrase", [
     pytest.param(lambda p: p.write_bytes(_npz(p, x=np.zeros((5, 64)), y=np.arange(5)).read_bytes()[:200]), "not a .npz", id="truncated"),
     pytest.param(lambda p: p.write_text("x,y\n1,2\n"), "not a .npz", id="a CSV"),
@@ -402,6 +416,7 @@ def _npz(path: Path, **arrays) -> Path:
     pytest.param(lambda p: _npz(p, x=np.zeros((0, 64)), y=np.zeros(0, np.int64)), "no samples", id="no samples"),
     pytest.param(lambda p: _npz(p, x=np.full((5, 64), np.nan), y=np.arange(5)), "NaN", id="NaN samples"),
     pytest.param(lambda p: _npz(p, x=np.zeros((5, 63)), y=np.arange(5)), "(63,)", id="samples of the wrong size"),
+    pytest.param(lambda p: _npz_declaring(p, (10**6, 10**6)), "GiB", id="declares more than memory"),
 ])
 def test_bad_data_files(capsys, tmp_path, make, phrase):
     data = tmp_path / "data.npz"
@@ -448,7 +463,9 @@ def _leftovers(folder: Path, name: str) -> list[str]:
     return sorted(p.name for p in folder.glob(f".{name}.*") if p.is_dir())
 
 
-def test_ctrl_c_during_compile_leaves_the_previous_output_and_no_staging(tmp_path):
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_stopped_compile_leaves_the_previous_output_and_no_staging(tmp_path, sig, code, word):
     out = tmp_path / "OUT"
     out.mkdir()
     (out / "marker").write_text("previous run")
@@ -460,11 +477,26 @@ def test_ctrl_c_during_compile_leaves_the_previous_output_and_no_staging(tmp_pat
         time.sleep(0.05)  # wait until the compile writes into its staging folder
     assert _leftovers(tmp_path, "OUT"), "the compile ended before it staged any output"
     time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert process.returncode == code, stderr
+    assert word in stderr and "Traceback" not in stderr
     assert sorted(p.name for p in out.iterdir()) == ["marker"] and (out / "marker").read_text() == "previous run"
+    assert _leftovers(tmp_path, "OUT") == []
+
+
+@pytest.mark.parametrize("sig,raised", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_the_swap_is_delivered_after_it(tmp_path, monkeypatch, sig, raised):
+    """Cut between the swap's two renames, OUTDIR would be gone: the signal must wait until the new one is in place."""
+    out = tmp_path / "OUT"
+    out.mkdir()
+    (out / "marker").write_text("previous run")
+    replace = os.replace
+    monkeypatch.setattr(outdir_module.os, "replace", lambda a, b: (os.kill(os.getpid(), sig), replace(a, b)))
+    with pytest.raises(raised), sigterm_raises():
+        with staged_output(out) as folder:
+            (folder / "result").write_text("new run")
+    assert [p.name for p in out.iterdir()] == ["result"]
     assert _leftovers(tmp_path, "OUT") == []
 
 

@@ -66,6 +66,26 @@ def test_tpp_fires_exactly_k_spikes_for_v_equal_k_theta(threshold, steps, k, see
     assert spikes.sum() == k
 
 
+def test_random_draws_are_uniform_and_differ_per_stream():
+    u = two_phase.uniforms(3, "conv1", 0, 50, (40, 50))
+    assert u.min() >= 0 and u.max() < 1
+    observed = np.histogram(u, bins=20, range=(0, 1))[0]
+    expected = u.size / 20
+    assert ((observed - expected) ** 2 / expected).sum() < 50  # χ² with 19 degrees of freedom: p < 1e-4 above 50
+    # 100,000 independent pairs correlate by 0 ± 0.003; 0.02 is over 6 standard deviations
+    assert abs(np.corrcoef(u[:-1].ravel(), u[1:].ravel())[0, 1]) < 0.02  # consecutive steps
+    others = [two_phase.uniforms(4, "conv1", 0, 50, (40, 50)), two_phase.uniforms(3, "conv2", 0, 50, (40, 50)),
+              two_phase.uniforms(3, "conv1", 1, 50, (40, 50))]
+    for other in others:
+        assert abs(np.corrcoef(u.ravel(), other.ravel())[0, 1]) < 0.02
+
+
+def test_random_draws_of_a_window_prefix_are_the_windows_first_steps():
+    """Counter-based: step t's numbers do not depend on how many steps are drawn."""
+    whole = two_phase.uniforms(0, "layer", 9, 8, (2, 3))
+    np.testing.assert_array_equal(two_phase.uniforms(0, "layer", 9, 3, (2, 3)), whole[:3])
+
+
 def test_tpp_spike_positions_are_a_uniformly_random_subset():
     steps, k, trials = 4, 2, 6000
     u = np.random.default_rng(5).random((steps, trials))
@@ -105,15 +125,19 @@ def test_bsnn_with_one_cycle_per_window_is_the_parallel_neuron():
     assert np.array_equal(bsnn_as_parallel[:, 0], np.arange(8) < bsnn_as_parallel[:, 0].sum())
 
 
+@pytest.mark.parametrize("layout,dtype", [("flat", np.float32), ("channels_last", np.float32), ("channels_last", np.float64)])
 @pytest.mark.parametrize("rule,cycle", [("deterministic", 0), ("deterministic", 3), ("bernoulli", 0), ("bernoulli", 2)])
-def test_runtime_kernel_matches_the_spec(rule, cycle):
+def test_runtime_kernel_matches_the_spec(rule, cycle, layout, dtype):
+    from targets.reference.runtime import channels_last
+
     rng = np.random.default_rng(2)
-    steps, batch, shape = 12, 5, (3, 4)
-    threshold = rng.uniform(0.5, 2, shape).astype(np.float32)
-    x = rng.normal(0.4, 1, (steps, batch, *shape)).astype(np.float32)
-    params = {"threshold": torch.from_numpy(threshold), "v_init": torch.from_numpy(threshold / 2), "rule": rule,
-              "cycle": cycle, "seed": 7, "layer": "layer1"}
-    ours = ReferenceRuntime._two_phase(params, Signal(torch.from_numpy(x), temporal=True), steps, first_sample=10).numpy()
+    steps, batch, shape = 12, 5, (3, 4) if layout == "flat" else (3, 4, 2)
+    threshold = rng.uniform(0.5, 2, shape).astype(dtype)
+    x = rng.normal(0.4, 1, (steps, batch, *shape)).astype(dtype)
+    params = {"threshold": channels_last(torch.from_numpy(threshold)[None])[0], "v_init": torch.from_numpy(threshold / 2),
+              "rule": rule, "cycle": cycle, "seed": 7, "layer": "layer1"}
+    signal = Signal(channels_last(torch.from_numpy(x).reshape(-1, *shape)).view(steps, batch, *shape), temporal=True)
+    ours = ReferenceRuntime._two_phase(params, signal, steps, first_sample=10).numpy()
     for b in range(batch):
         u = two_phase.uniforms(7, "layer1", 10 + b, steps, shape)
         spec = two_phase.simulate(x[:, b], threshold, threshold / 2, rule, cycle or steps, u)

@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 from toolchain.errors import SnncError
 
 CHECK_FAILED = 1  # the compile worked but a target disagreed with the reference; the report says where
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a job scheduler, `timeout`, `kill`); raised so that staged output is cleaned up."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """While the command runs, SIGTERM raises Terminated; the handler before is restored after (for in-process callers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _threads(value: str) -> int:
@@ -132,17 +156,21 @@ def _report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:  # Ctrl-C may come while the parser imports torch, before any command runs
-        args = _parser().parse_args(argv)
-        try:
-            return {"compile": _compile, "inspect": _inspect, "run": _run, "report": _report}[args.command](args)
-        except SnncError as err:
-            if args.debug:
-                raise
-            print(f"snnc: error: {err}", file=sys.stderr)
-            return SnncError.exit_code
+        with sigterm_raises():
+            args = _parser().parse_args(argv)
+            try:
+                return {"compile": _compile, "inspect": _inspect, "run": _run, "report": _report}[args.command](args)
+            except SnncError as err:
+                if args.debug:
+                    raise
+                print(f"snnc: error: {err}", file=sys.stderr)
+                return SnncError.exit_code
     except KeyboardInterrupt:
         print("snnc: interrupted; no output was written", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    except Terminated:
+        print("snnc: terminated; no output was written", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":

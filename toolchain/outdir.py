@@ -4,7 +4,8 @@ A command writes into a fresh temporary folder beside OUTDIR and renames it into
 succeeded; an error or Ctrl-C removes the temporary folder (and any parent folders it had to create) and leaves
 a previous OUTDIR untouched. The swap holds an exclusive lock on `.OUTDIR.lock` beside OUTDIR, so commands
 writing the same OUTDIR at the same time take turns and the last one's folder is what remains, whole. Ctrl-C
-is held back during the swap and the clean-up, so that neither is cut in half, and delivered after them.
+and SIGTERM are held back during the swap and the clean-up, so that neither is cut in half, and delivered after
+them (the `snnc` command turns SIGTERM into an exception, so that a killed compile cleans up too).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from toolchain.errors import SnncError
 
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 @contextlib.contextmanager
 def staged_output(outdir: str | Path):
@@ -31,11 +34,11 @@ def staged_output(outdir: str | Path):
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
         yield staging
-        with _exclusive_lock(outdir), _sigint_deferred():
+        with _exclusive_lock(outdir), _signals_deferred():
             _swap(staging, outdir)
     except BaseException:
         # Also reached when a Ctrl-C held back during the swap arrives after it: then there is nothing to remove.
-        with _sigint_deferred():
+        with _signals_deferred():
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             for folder in reversed(created):
@@ -68,16 +71,20 @@ def _exclusive_lock(outdir: Path):
 
 
 @contextlib.contextmanager
-def _sigint_deferred():
-    """Hold Ctrl-C back until the block is done, then deliver it to the handler that was installed."""
+def _signals_deferred():
+    """Hold Ctrl-C and SIGTERM back until the block is done, then deliver them as the installed handlers would."""
     if threading.current_thread() is not threading.main_thread():
-        yield  # Python raises KeyboardInterrupt only in the main thread, and only it may change the handler
+        yield  # Python runs signal handlers only in the main thread, and only it may change them
         return
     received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in DEFERRED_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if received and callable(previous):
-        previous(signal.SIGINT, None)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for sig in dict.fromkeys(received):
+        if callable(previous[sig]):
+            previous[sig](sig, None)
+        elif previous[sig] == signal.SIG_DFL:
+            signal.raise_signal(sig)

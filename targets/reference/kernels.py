@@ -1,5 +1,9 @@
 """Compiled loops for the reference runtime where torch needs several passes over memory for one.
 
+`bernoulli_fire` is the fire phase of `tpp` (toolchain/neurons/two_phase.py): each neuron's random numbers are
+computed where they are used, from the counter-based generator of the spec, instead of drawn sample by sample
+in Python and stacked (which cost 4–6× the network's dense floor).
+
 `window_spikes` is the parallel neuron on window sums (toolchain/neurons/parallel.py): the spike count
 n = clamp(floor((S·scale + v_init)/θ), 0, T) of every neuron and how many neurons took each count, in one pass.
 In torch that is four elementwise passes plus a single-threaded bincount, twice the time of the layer's
@@ -12,6 +16,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 import torch
+
+from toolchain.neurons import two_phase
 
 # OpenMP first, like torch: with numba's work queue the kernel ran 1.5× slower, its threads competing with torch's
 # OpenMP workers, which keep spinning for a while after each operation.
@@ -42,15 +48,47 @@ def _window_spikes(sums, scale, v_init, threshold, steps, counts, histograms):  
             histograms[b, n] = partial[:, n].sum()
 
 
+@numba.njit(inline="always")
+def _mix(z):  # pragma: no cover - compiled; two_phase.mix
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _bernoulli_fire(v, threshold, steps_left, keys, counters, first_step, size, spikes):  # pragma: no cover - compiled
+    batch, neurons = v.shape
+    scale = 2.0 ** -53
+    for b in numba.prange(batch):
+        potentials = v[b]
+        for t in range(steps_left.shape[0]):
+            fired_row, left = spikes[t * batch + b], steps_left[t]
+            key = keys[b] + np.uint64((first_step + t) * size + 1) * two_phase.GOLDEN
+            # step-outer: the neurons of a step are independent, so the CPU overlaps their divisions and hashes
+            for i in range(neurons):
+                potential, theta = potentials[i], threshold[i]
+                probability = min(max(potential / (left * theta), 0), 1)
+                fired = probability >= 1  # every u < 1; with p = 0 (most neurons) no u fires either
+                if 0 < probability < 1:
+                    fired = np.float64(_mix(key + counters[i] * two_phase.GOLDEN) >> np.uint64(11)) * scale < probability
+                fired_row[i] = fired
+                if fired:
+                    potentials[i] = potential - theta
+
+
 def memory_order(t: torch.Tensor, leading: int) -> list[int]:
     """The dims of t after the first `leading` ones (numbered from 0), in the order they lie in memory."""
     strides = t.stride()[leading:]
     return sorted(range(t.ndim - leading), key=lambda d: -strides[d])
 
 
-def _rows(t: torch.Tensor, order: list[int]) -> np.ndarray:
-    """(B, neurons) float32 view of a (B, ...) tensor, neurons in the memory order `order` of its sample dims."""
-    return t.permute(0, *(d + 1 for d in order)).contiguous().reshape(t.shape[0], -1).numpy()
+def _rows(t: torch.Tensor, order: list[int], in_place: bool = False) -> np.ndarray:
+    """(B, neurons) array of a (B, ...) tensor, neurons in the memory order `order` of its sample dims; a view
+    where the tensor is dense in that order, which `in_place` (the kernel writes into it) requires."""
+    permuted = t.permute(0, *(d + 1 for d in order))
+    if in_place and not permuted.is_contiguous():
+        raise ValueError("a kernel's output must be dense in its memory order")
+    return permuted.contiguous().reshape(t.shape[0], -1).numpy()
 
 
 def window_spikes(sums: torch.Tensor, scale: int, v_init: torch.Tensor, threshold: torch.Tensor,
@@ -59,9 +97,23 @@ def window_spikes(sums: torch.Tensor, scale: int, v_init: torch.Tensor, threshol
     sums·scale, and the number of neurons (over the batch) with each count 0..T as float64 (T+1,)."""
     counts = torch.empty_like(sums)  # dense, so its rows below are a view that the kernel fills
     order = memory_order(counts, 1)
-    rows = _rows(counts, order)
+    rows = _rows(counts, order, in_place=True)
     histograms = np.zeros((sums.shape[0], steps + 1), np.int64)
     numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     per_neuron = [_rows(p.expand(sums.shape[1:]).unsqueeze(0), order)[0] for p in (v_init, threshold)]
     _window_spikes(_rows(sums, order), np.float32(scale), *per_neuron, steps, rows, histograms)
     return counts, histograms.sum(0).astype(np.float64)
+
+
+def bernoulli_fire(v: torch.Tensor, threshold: torch.Tensor, keys: np.ndarray, first_step: int, spikes: torch.Tensor) -> None:
+    """The `tpp` rule for one cycle, in place: spikes (c, B, ...) from potentials v (B, ...), which lose θ per spike.
+    keys: each sample's `two_phase.stream_key`; first_step: the cycle's first step in the window (for the counters)."""
+    cycle, shape = spikes.shape[0], tuple(threshold.shape)
+    order = memory_order(v, 1)
+    rows = _rows(v, order, in_place=True)
+    spike_rows = _rows(spikes.reshape(-1, *spikes.shape[2:]), order, in_place=True)
+    index = torch.arange(int(np.prod(shape)), dtype=torch.int64).reshape(shape)
+    per_neuron = [_rows(p.expand(shape).unsqueeze(0), order)[0] for p in (threshold, index)]
+    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    steps_left = np.arange(cycle, 0, -1).astype(rows.dtype)
+    _bernoulli_fire(rows, per_neuron[0], steps_left, keys, per_neuron[1].astype(np.uint64), first_step, index.numel(), spike_rows)

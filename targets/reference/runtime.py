@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from targets.reference.kernels import memory_order, window_spikes
+from targets.reference.kernels import bernoulli_fire, memory_order, window_spikes
 from toolchain.errors import SnncError
 from toolchain.neurons import if_permuted, two_phase
 from toolchain.nir_conventions import snnc_metadata
@@ -412,8 +412,8 @@ class ReferenceRuntime:
         per_step = x[0] if signal.temporal else x
         v = torch.empty_like(per_step).copy_(p["v_init"].expand(batch, *threshold.shape))
         out = _steps_like(v, timesteps)
-        if p["rule"] == "bernoulli":  # one stream per sample, drawn step by step: memory for one step's draws
-            streams = [two_phase.draws(p["seed"], p["layer"], first_sample + b) for b in range(batch)]
+        if p["rule"] == "bernoulli":
+            keys = np.array([two_phase.stream_key(p["seed"], p["layer"], first_sample + b) for b in range(batch)], np.uint64)
         for start in range(0, timesteps, cycle):
             if p.get("saturate"):  # Loihi precision: the potential saturates step by step, as on the chip
                 for t in range(start, start + cycle):
@@ -426,11 +426,7 @@ class ReferenceRuntime:
                 torch.lt(steps, n, out=out[start: start + cycle])
                 v -= n * threshold
                 continue
-            for t in range(cycle):
-                probability = torch.clamp(v / ((cycle - t) * threshold), 0, 1)
-                u = channels_last(torch.from_numpy(np.stack([s.random(tuple(threshold.shape)) for s in streams])))
-                torch.lt(u, probability, out=out[start + t])
-                v -= out[start + t] * threshold
+            bernoulli_fire(v, threshold, keys, start, out[start: start + cycle])
         return out
 
     @classmethod

@@ -9,8 +9,8 @@ one place. Windows are the whole T steps (`parallel`, `tpp`) or cycles of c step
 after firing carrying into the next cycle. Such a neuron cannot emit before its window is complete: on a
 streaming target each layer adds a window of latency (depth × window in total).
 
-`u` are uniform random numbers in [0, 1), one per neuron and step, drawn from `uniforms` so that every target
-uses the same draws for the same (seed, layer, sample).
+`u` are uniform random numbers in [0, 1), one per neuron and step, from `uniforms`: a counter-based generator,
+so that every target uses the same draws for the same (seed, layer, sample) and may compute them in any order.
 """
 
 from __future__ import annotations
@@ -40,15 +40,36 @@ def bernoulli_window(v, threshold, cycle: int, u):
 RULES = {"deterministic": deterministic_window, "bernoulli": bernoulli_window}
 
 
-def draws(seed: int, layer: str, sample: int) -> np.random.Generator:
-    """The stream of random numbers of one layer for one sample. Drawing it step by step, `random(shape)` per
-    step, gives the same numbers as `uniforms` at once (each float64 takes one 64-bit output, in order)."""
-    return np.random.default_rng([seed, zlib.crc32(layer.encode()), sample])
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment, 2^64 / φ
+
+
+def mix(z):
+    """SplitMix64's finaliser: a bijection of uint64 whose outputs for consecutive inputs pass BigCrush."""
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps around, as intended
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def stream_key(seed: int, layer: str, sample: int) -> np.uint64:
+    """The key of one layer's random numbers for one sample."""
+    with np.errstate(over="ignore"):
+        key = mix(np.uint64(seed % 2**64) * GOLDEN + np.uint64(zlib.crc32(layer.encode())))
+        return mix(key + np.uint64(sample) * GOLDEN)
 
 
 def uniforms(seed: int, layer: str, sample: int, steps: int, shape) -> np.ndarray:
-    """The random numbers of one layer for one sample: (steps, *shape), float64 in [0, 1)."""
-    return draws(seed, layer, sample).random((steps, *shape))
+    """The random numbers of one layer for one sample: (steps, *shape), float64 in [0, 1).
+
+    Counter-based, so that any target can compute any one number on its own, in any order and in parallel:
+    u[t, i] = top 53 bits of mix(key + (t·size + i + 1)·GOLDEN) / 2^53, i the neuron's index in C order (the
+    SplitMix64 sequence of the stream's key).
+    """
+    size = int(np.prod(shape, dtype=np.int64))
+    counters = np.arange(1, steps * size + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        bits = mix(stream_key(seed, layer, sample) + counters * GOLDEN)
+    return ((bits >> np.uint64(11)).astype(np.float64) * 2.0**-53).reshape(steps, *shape)
 
 
 def simulate(x: np.ndarray, threshold, v_init, rule: str, cycle: int, u: np.ndarray | None = None) -> np.ndarray:
