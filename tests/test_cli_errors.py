@@ -106,3 +106,18 @@ def test_inspect_lists_nodes_and_marks_the_unsupported_one(tmp_path, sigmoid_mod
     result = _snnc("inspect", sigmoid_model, cwd=tmp_path)
     assert result.returncode == 2
     assert "UNSUPPORTED" in result.stderr and "act1" in result.stderr
+
+
+@pytest.mark.parametrize("option,value", [("--samples", "-3"), ("--samples", "0"), ("--batch-size", "-5"), ("--threads", "0"),
+                                          ("--lava-samples", "0"), ("--calibration-samples", "0"), ("--tau", "0"),
+                                          ("--cycle", "0"), ("--samples", "ten"), ("--percentile", "150"), ("--percentile", "nan")])
+def test_bad_option_values_are_one_line_errors(tmp_path, zoo, option, value):
+    """--samples -3 once evaluated all but the last 3 samples, --batch-size -5 crashed, --lava-samples 0 hung."""
+    result = _snnc("compile", zoo / "digits_mlp_relu.onnx", option, value, "-o", tmp_path / "out", cwd=tmp_path)
+    _assert_one_line_error(result, option, f"'{value}'", "--help")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_command_and_missing_model_are_one_line_errors(tmp_path):
+    _assert_one_line_error(_snnc("frobnicate", cwd=tmp_path), "frobnicate", "compile")
+    _assert_one_line_error(_snnc("compile", cwd=tmp_path), "model", "snnc compile --help")

@@ -35,11 +35,32 @@ def sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _threads(value: str) -> int:
-    number = int(value)
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
     if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1 (got '{value}')")
     return number
+
+
+def _percentile(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number <= 100:
+        raise argparse.ArgumentTypeError(f"must be a percentile in (0, 100] (got '{value}')")
+    return number
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in snnc's one-line form (argparse prints the whole usage first)."""
+
+    def error(self, message: str):
+        print(f"snnc: error: {message}; see '{self.prog} --help'", file=sys.stderr)
+        sys.exit(SnncError.exit_code)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     from toolchain.neurons import model_names
     from toolchain.passes.calibrate_distribution import RULES as CALIBRATION_RULES
 
-    parser = argparse.ArgumentParser(prog="snnc", description="Compile trained ANNs (ONNX) into spiking neural networks.")
+    parser = _Parser(prog="snnc", description="Compile trained ANNs (ONNX) into spiking neural networks.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     # Each command also takes --debug; its default is SUPPRESS so that it does not reset `snnc --debug COMMAND`.
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -57,29 +78,29 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", default="digits", help="built-in dataset (digits, mnist5k, fashion) or a .npz with x and y (default: digits)")
     common.add_argument("--timesteps", default="1,2,4,8,16,32,64", help="time steps T to report, comma separated (default: 1,2,4,8,16,32,64)")
-    common.add_argument("--samples", type=int, default=None, help="evaluate only the first N test samples")
-    common.add_argument("--threads", type=_threads, default=min(2, os.cpu_count() or 1), help="CPU threads for torch and onnxruntime (default: 2)")
-    common.add_argument("--batch-size", type=int, default=None, help="samples per simulation batch (default: chosen to bound memory)")
+    common.add_argument("--samples", type=_positive, default=None, help="evaluate only the first N test samples")
+    common.add_argument("--threads", type=_positive, default=min(2, os.cpu_count() or 1), help="CPU threads for torch and onnxruntime (default: 2)")
+    common.add_argument("--batch-size", type=_positive, default=None, help="samples per simulation batch (default: chosen to bound memory)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     comp = commands.add_parser("compile", parents=[common], help="convert an ONNX model to an SNN, run it on the targets, report")
     comp.add_argument("model", help="the trained ANN as .onnx")
     comp.add_argument("--neuron", default="if", choices=model_names(), help="spiking neuron model (default: if)")
-    comp.add_argument("--tau", type=int, default=DEFAULT_TAU, help=f"members per group neuron, for --neuron gn (default: {DEFAULT_TAU})")
+    comp.add_argument("--tau", type=_positive, default=DEFAULT_TAU, help=f"members per group neuron, for --neuron gn (default: {DEFAULT_TAU})")
     comp.add_argument("--gn-form", default=None, choices=GN_FORMS,
                       help="group neurons as graded compact neurons or as tau binary IF members (default: compact, expanded when a target needs binary spikes)")
     comp.add_argument("--seed", type=int, default=0, help="seed of the random draws of tpp and if-permuted (default: 0)")
-    comp.add_argument("--cycle", type=int, default=None, help="bsnn's cycle length in steps (default: 4); --timesteps must be multiples")
+    comp.add_argument("--cycle", type=_positive, default=None, help="bsnn's cycle length in steps (default: 4); --timesteps must be multiples")
     comp.add_argument("--target", default="reference", help=f"comma-separated targets from {', '.join(TARGETS)} (default: reference)")
     comp.add_argument("--precision", default="float", choices=PRECISIONS,
                       help="reference runtime arithmetic: float, or loihi (8-bit weights, integer state; exact chip semantics)")
-    comp.add_argument("--lava-samples", type=int, default=20, help="samples run through Lava for --target lava (default: 20)")
+    comp.add_argument("--lava-samples", type=_positive, default=20, help="samples run through Lava for --target lava (default: 20)")
     comp.add_argument("--lava-tag", default="fixed_pt", choices=LAVA_TAGS,
                       help="Lava ProcessModels: fixed_pt (Loihi precision, checked bit for bit) or floating_pt (default: fixed_pt)")
     comp.add_argument("-o", "--output", default="out", help="output folder (default: out); replaced only when the compile succeeds")
-    comp.add_argument("--percentile", type=float, default=99.9, help="percentile of ReLU activations used as threshold (default: 99.9)")
+    comp.add_argument("--percentile", type=_percentile, default=99.9, help="percentile of ReLU activations used as threshold (default: 99.9)")
     comp.add_argument("--per-channel", action="store_true", help="calibrate ReLU thresholds per channel instead of per layer")
-    comp.add_argument("--calibration-samples", type=int, default=1000, help="training samples used to calibrate ReLU thresholds (default: 1000)")
+    comp.add_argument("--calibration-samples", type=_positive, default=1000, help="training samples used to calibrate ReLU thresholds (default: 1000)")
     comp.add_argument("--parallel-calibration", default="search", choices=CALIBRATION_RULES,
                       help="for --neuron parallel with T ≠ L or a ReLU model: search (threshold search, default) or paper (ψ and φ only)")
     comp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling: error (default) or avg (replace by average pooling)")

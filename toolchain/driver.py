@@ -54,6 +54,12 @@ class CompileOptions:
     lava_tag: str = "fixed_pt"
     parallel_calibration: str = "search"
 
+    def __post_init__(self):
+        for name in ("calibration_samples", "samples", "threads", "batch_size", "lava_samples"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+                raise SnncError(f"{name.replace('_', '-')} must be a whole number, at least 1 (got {value!r})")
+
     def needs_loihi_graph(self) -> bool:
         return self.precision == "loihi" or ("lava" in self.targets and self.lava_tag == "fixed_pt")
 

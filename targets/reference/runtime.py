@@ -209,6 +209,8 @@ class ReferenceRuntime:
             per_neuron_steps: tuple[int, ...] = ()) -> RunResult:
         if timesteps < 1:
             raise SnncError(f"timesteps must be at least 1 (got {timesteps})")
+        if batch_size is not None and batch_size < 1:
+            raise SnncError(f"the batch size must be at least 1 (got {batch_size})")
         if tuple(x.shape[1:]) != self.input_shape:
             raise SnncError(f"input samples have shape {tuple(x.shape[1:])}, but the NIR graph expects {self.input_shape}")
         largest_batch = self.batch_size_for(timesteps)
