@@ -39,7 +39,7 @@ THREADS = 2
 REPEATS = 5
 SLOW_SECONDS = 5.0  # repetitions slower than this: best of 3
 MIN_SECONDS = 2.0
-ROUNDS = 3  # cells faster than FAST_SECONDS per run are measured this many times, minutes apart; the best counts
+ROUNDS = 5  # cells faster than FAST_SECONDS per run are measured this many times, minutes apart; the best counts
 FAST_SECONDS = 1.0
 
 
