@@ -48,11 +48,7 @@ def _window_spikes(sums, scale, v_init, threshold, steps, counts, histograms):  
             histograms[b, n] = partial[:, n].sum()
 
 
-@numba.njit(inline="always")
-def _mix(z):  # pragma: no cover - compiled; two_phase.mix
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+_mix = numba.njit(inline="always")(two_phase.mix)  # the spec's generator, compiled
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -44,11 +44,12 @@ GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment, 2^64 / φ
 
 
 def mix(z):
-    """SplitMix64's finaliser: a bijection of uint64 whose outputs for consecutive inputs pass BigCrush."""
-    with np.errstate(over="ignore"):  # uint64 arithmetic wraps around, as intended
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+    """SplitMix64's finaliser: a bijection of uint64 whose outputs for consecutive inputs pass BigCrush.
+    Plain arithmetic, so that the runtime's compiled kernel uses this very function; uint64 arithmetic wraps around,
+    as intended (callers silence NumPy's overflow warning for scalars)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def stream_key(seed: int, layer: str, sample: int) -> np.uint64:
