@@ -87,6 +87,15 @@ def _rows(t: torch.Tensor, order: list[int], in_place: bool = False) -> np.ndarr
     return permuted.contiguous().reshape(t.shape[0], -1).numpy()
 
 
+def _per_neuron_rows(params, shape: tuple[int, ...], order: list[int]) -> list[np.ndarray]:
+    """Per-neuron parameters (broadcastable to `shape`, one sample) as flat arrays in the memory order `order`."""
+    return [_rows(p.expand(shape).unsqueeze(0), order)[0] for p in params]
+
+
+def _threads_like_torch() -> None:
+    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
 def window_spikes(sums: torch.Tensor, scale: int, v_init: torch.Tensor, threshold: torch.Tensor,
                   steps: int) -> tuple[torch.Tensor, np.ndarray]:
     """Spike counts n (same shape and layout as `sums`, float32) of parallel neurons whose window input is
@@ -95,8 +104,8 @@ def window_spikes(sums: torch.Tensor, scale: int, v_init: torch.Tensor, threshol
     order = memory_order(counts, 1)
     rows = _rows(counts, order, in_place=True)
     histograms = np.zeros((sums.shape[0], steps + 1), np.int64)
-    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    per_neuron = [_rows(p.expand(sums.shape[1:]).unsqueeze(0), order)[0] for p in (v_init, threshold)]
+    _threads_like_torch()
+    per_neuron = _per_neuron_rows((v_init, threshold), sums.shape[1:], order)
     _window_spikes(_rows(sums, order), np.float32(scale), *per_neuron, steps, rows, histograms)
     return counts, histograms.sum(0).astype(np.float64)
 
@@ -109,7 +118,7 @@ def bernoulli_fire(v: torch.Tensor, threshold: torch.Tensor, keys: np.ndarray, f
     rows = _rows(v, order, in_place=True)
     spike_rows = _rows(spikes.reshape(-1, *spikes.shape[2:]), order, in_place=True)
     index = torch.arange(int(np.prod(shape)), dtype=torch.int64).reshape(shape)
-    per_neuron = [_rows(p.expand(shape).unsqueeze(0), order)[0] for p in (threshold, index)]
-    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    per_neuron = _per_neuron_rows((threshold, index), shape, order)
+    _threads_like_torch()
     steps_left = np.arange(cycle, 0, -1).astype(rows.dtype)
     _bernoulli_fire(rows, per_neuron[0], steps_left, keys, per_neuron[1].astype(np.uint64), first_step, index.numel(), spike_rows)
