@@ -11,11 +11,11 @@ import nir
 import numpy as np
 import torch
 
-from targets.reference.runtime import _topological_order
+from toolchain.ir.order import topological_order
 
 
 def _chain(snn: nir.NIRGraph) -> list:
-    order, preds = _topological_order(snn)
+    order, preds = topological_order(snn)
     if any(len(p) > 1 for p in preds.values()):
         raise ValueError("the peers' benchmark networks are chains")
     return [snn.nodes[n] for n in order if not isinstance(snn.nodes[n], (nir.Input, nir.Output))]

@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from toolchain.driver import CompileOptions, compile_model
+from toolchain.api import compile_model
+from toolchain.options import CompileOptions
 from toolchain.report.svg import line_plot
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -109,9 +109,9 @@ def first_layer_share(snn) -> float:
     """f₁: the share of the ANN's MACs spent before the first spiking layer (computed once under direct input)."""
     import nir
 
-    from targets.reference.runtime import _topological_order
+    from toolchain.ir.order import topological_order
 
-    order, preds = _topological_order(snn)
+    order, preds = topological_order(snn)
     static, macs = {"input"}, {}
     shapes = {"input": tuple(int(d) for d in np.asarray(snn.nodes["input"].input_type["input"]).reshape(-1))}
     for name in order:
@@ -139,7 +139,8 @@ def measure(kind: str, network: str, neuron: str, steps: int, folder: Path) -> d
 
         return {"seconds": _timed(lambda: nir.write(str(folder / f"{network}.nir"), _converted(model_path, neuron)[1]))}
     if kind == "memory":  # the whole compile of the full Fashion-MNIST test set, as a user runs it
-        from toolchain.driver import CompileOptions, compile_model
+        from toolchain.api import compile_model
+from toolchain.options import CompileOptions
 
         options = CompileOptions(neuron=neuron, timesteps=(steps,), data="fashion", threads=THREADS)
         start = time.perf_counter()

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from targets.reference import ReferenceRuntime
-from targets.reference.ann import evaluate_ann, node_values
+from toolchain.ir.evaluate import evaluate_ann, node_values
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.frontend import import_onnx, load_onnx
 from toolchain.errors import SnncError
 from toolchain.graph import Activation
 from toolchain.passes import calibrate_distribution, calibrate_thresholds, canonicalise, lower_to_nir
-from toolchain.passes.calibrate_distribution import _by_channel, _reference_activation
+from toolchain.passes.calibrate_distribution import by_channel, reference_activation
 
 
 def _setup(zoo, name, data, samples=600):
@@ -63,8 +63,8 @@ def test_shift_is_folded_into_the_bias_of_the_layer_before(zoo):
 
 def _activation_outputs(graph, calibrated, calibration):
     """Per activation: the reference's outputs (the trained QCFS) and the calibrated graph's, one row per channel."""
-    reference, mine = node_values(graph, calibration, _reference_activation), node_values(calibrated, calibration)
-    return {n.name: (_by_channel(reference[n.name]).double(), _by_channel(mine[n.name]).double())
+    reference, mine = node_values(graph, calibration, reference_activation), node_values(calibrated, calibration)
+    return {n.name: (by_channel(reference[n.name]).double(), by_channel(mine[n.name]).double())
             for n in calibrated.nodes.values() if isinstance(n.op, Activation)}
 
 

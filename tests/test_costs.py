@@ -7,7 +7,7 @@ import nir
 import numpy as np
 import pytest
 
-from targets.chips import _check_sources, load_chips
+from toolchain.chips import _check_sources, load_chips
 from targets.reference import ReferenceRuntime
 from toolchain.costs import energy_report, resource_report, structure_of, synaptic_operations
 from toolchain.report import operations_entry, target_entry

@@ -9,7 +9,7 @@ import pytest
 import torch
 from onnx import helper
 
-from targets.reference.ann import evaluate_ann
+from toolchain.ir.evaluate import evaluate_ann
 from tests.onnx_models import model, rand
 from toolchain.errors import SnncError
 from toolchain.frontend import import_onnx

@@ -24,11 +24,11 @@ from onnx import TensorProto, helper
 
 from targets.reference import ReferenceRuntime
 from tests.onnx_models import model, rand
-from toolchain import nir_conventions
+from toolchain.ir import read as nir_reader
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.errors import SnncError
 from toolchain.frontend import SUPPORTED_OPS, import_onnx, load_onnx
-from toolchain.nir_conventions import read_graph
+from toolchain.ir.read import read_graph
 from toolchain.passes import calibrate_thresholds, canonicalise, lower_to_nir
 
 ZOO_MLP = Path(__file__).resolve().parents[1] / "models" / "zoo" / "digits_mlp_relu.onnx"
@@ -481,7 +481,7 @@ def test_a_nir_file_that_sends_hdf5_round_in_circles(tmp_path, monkeypatch):
     data = _small_nir(path)
     data[data.find(b"GCOL") + 24] = 0xFF
     path.write_bytes(data)
-    monkeypatch.setattr(nir_conventions, "READ_SECONDS_MIN", 2.0)
+    monkeypatch.setattr(nir_reader, "READ_SECONDS_MIN", 2.0)
     with pytest.raises(SnncError, match="model.nir: a damaged HDF5 file .reading it did not finish"):
         read_graph(path)
 

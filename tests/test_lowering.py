@@ -7,11 +7,13 @@ import pytest
 from onnx import helper
 
 from targets.reference import ReferenceRuntime
-from targets.reference.ann import evaluate_ann
+from toolchain.ir.evaluate import evaluate_ann
 from tests.onnx_models import model, qcfs_chain, rand
 from toolchain.frontend import import_onnx
 from toolchain.graph import Activation
-from toolchain.nir_conventions import differences, read_graph, snnc_metadata
+from toolchain.ir.files import differences
+from toolchain.ir.metadata import NodeMeta
+from toolchain.ir.read import read_graph
 from toolchain.passes import canonicalise, lower_to_nir
 
 
@@ -70,10 +72,10 @@ def test_neurons_carry_snnc_semantics_in_metadata(tmp_path):
     neurons = [n for n in snn.nodes.values() if isinstance(n, nir.IF)]
     assert len(neurons) == 2
     for node in neurons:
-        meta = snnc_metadata(node)
-        assert meta["neuron"] == "if" and meta["reset"] == "subtract" and meta["max_spikes_per_step"] == 1
-        np.testing.assert_array_equal(meta["v_init"], node.v_threshold / 2)
-    assert snnc_metadata(snn.nodes["readout"])["role"] == "readout"
+        meta = NodeMeta.of(node)
+        assert meta.neuron == "if" and meta.reset == "subtract" and meta.max_spikes_per_step == 1
+        np.testing.assert_array_equal(meta.v_init, node.v_threshold / 2)
+    assert NodeMeta.of(snn.nodes["readout"]).role == "readout"
 
 
 def test_differences_notices_a_changed_weight(tmp_path):

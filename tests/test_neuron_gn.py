@@ -7,11 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from targets.reference import ReferenceRuntime
-from targets.reference.runtime import Signal
+from targets.reference.neurons import Signal, permuted_window, soft_reset, two_phase_window
 from tests.test_neuron_if import _on_edge
 from toolchain.neurons import gn, if_neuron, qcfs, simulate
 from toolchain.passes import expand_group_neurons
-from toolchain.nir_conventions import KEY
+from toolchain.ir.metadata import KEY
 
 taus = st.integers(1, 8)
 steps = st.integers(1, 32)
@@ -53,7 +53,7 @@ def test_runtime_graded_kernel_matches_the_spec_bit_for_bit():
         "threshold": torch.from_numpy(np.array(params.unit_threshold)), "v_init": torch.from_numpy(np.array(params.v_init)),
         "r": torch.ones(4, 3), "unit_r": True, "subtract": True, "max_spikes": 5,
     }
-    ours = ReferenceRuntime._neuron(kernel_params, Signal(torch.from_numpy(x), temporal=True), 30).numpy()
+    ours = soft_reset(kernel_params, Signal(torch.from_numpy(x), temporal=True), 30).numpy()
     np.testing.assert_array_equal(ours, simulate(x, params))
 
 

@@ -5,7 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from targets.reference.runtime import ReferenceRuntime, Signal
+from targets.reference import ReferenceRuntime
+from targets.reference.neurons import Signal, soft_reset
 from toolchain.neurons import if_neuron, qcfs, simulate
 
 thresholds = st.floats(0.0625, 16.0, allow_nan=False, width=32)
@@ -56,13 +57,14 @@ def test_runtime_kernel_matches_the_numpy_spec_bit_for_bit():
         "threshold": torch.from_numpy(threshold), "v_init": torch.from_numpy(np.array(params.v_init)),
         "r": torch.ones(3, 5), "unit_r": True, "subtract": True, "max_spikes": 1,
     }
-    ours = ReferenceRuntime._neuron(kernel_params, Signal(torch.from_numpy(x), temporal=True), 40).numpy()
+    ours = soft_reset(kernel_params, Signal(torch.from_numpy(x), temporal=True), 40).numpy()
     np.testing.assert_array_equal(ours, spec)
 
 
 def test_runtime_kernel_on_channels_last_images_matches_the_spec():
     # the runtime keeps image signals channels-last; per-neuron parameters are laid out to match
-    from targets.reference.runtime import _per_neuron_layout, _steps_like, channels_last
+    from targets.reference.neurons import per_neuron_layout as _per_neuron_layout, steps_like as _steps_like
+    from toolchain.ir.kernels import channels_last
 
     rng = np.random.default_rng(1)
     steps, batch, shape = 12, 5, (4, 3, 6)
@@ -77,7 +79,7 @@ def test_runtime_kernel_on_channels_last_images_matches_the_spec():
         "v_init": _per_neuron_layout(torch.from_numpy(np.ascontiguousarray(np.broadcast_to(params.v_init, shape)))),
         "r": torch.ones(shape), "unit_r": True, "subtract": True, "max_spikes": 1,
     }
-    ours = ReferenceRuntime._neuron(kernel_params, Signal(layout, temporal=True), steps)
+    ours = soft_reset(kernel_params, Signal(layout, temporal=True), steps)
     assert ours[0].is_contiguous(memory_format=torch.channels_last)
     np.testing.assert_array_equal(ours.numpy(), simulate(x, params))
 

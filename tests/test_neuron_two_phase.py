@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from targets.reference import ReferenceRuntime
-from targets.reference.ann import evaluate_ann
-from targets.reference.runtime import Signal
+from toolchain.ir.evaluate import evaluate_ann
+from targets.reference.neurons import Signal, permuted_window, soft_reset, two_phase_window
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.frontend import import_onnx
 from toolchain.graph import Activation
-from toolchain.neurons import if_neuron, if_permuted, parallel, qcfs, two_phase
+from toolchain.neurons import if_neuron, parallel, permuted as if_permuted, qcfs, two_phase
 from toolchain.neurons import simulate as simulate_if
 from toolchain.passes import canonicalise, lower_to_nir
 
@@ -128,7 +128,7 @@ def test_bsnn_with_one_cycle_per_window_is_the_parallel_neuron():
 @pytest.mark.parametrize("layout,dtype", [("flat", np.float32), ("channels_last", np.float32), ("channels_last", np.float64)])
 @pytest.mark.parametrize("rule,cycle", [("deterministic", 0), ("deterministic", 3), ("bernoulli", 0), ("bernoulli", 2)])
 def test_runtime_kernel_matches_the_spec(rule, cycle, layout, dtype):
-    from targets.reference.runtime import channels_last
+    from toolchain.ir.kernels import channels_last
 
     rng = np.random.default_rng(2)
     steps, batch, shape = 12, 5, (3, 4) if layout == "flat" else (3, 4, 2)
@@ -137,7 +137,7 @@ def test_runtime_kernel_matches_the_spec(rule, cycle, layout, dtype):
     params = {"threshold": channels_last(torch.from_numpy(threshold)[None])[0], "v_init": torch.from_numpy(threshold / 2),
               "rule": rule, "cycle": cycle, "seed": 7, "layer": "layer1"}
     signal = Signal(channels_last(torch.from_numpy(x).reshape(-1, *shape)).view(steps, batch, *shape), temporal=True)
-    ours = ReferenceRuntime._two_phase(params, signal, steps, first_sample=10).numpy()
+    ours = two_phase_window(params, signal, steps, first_sample=10).numpy()
     for b in range(batch):
         u = two_phase.uniforms(7, "layer1", 10 + b, steps, shape)
         spec = two_phase.simulate(x[:, b], threshold, threshold / 2, rule, cycle or steps, u)
@@ -172,7 +172,7 @@ def test_runtime_permuted_kernel_matches_the_spec():
     x = rng.normal(0.4, 1, (steps, batch, *shape)).astype(np.float32)
     params = {"threshold": torch.from_numpy(threshold), "v_init": torch.from_numpy(threshold / 2), "r": torch.ones(shape),
               "unit_r": True, "subtract": True, "max_spikes": 1, "seed": 9, "layer": "l"}
-    ours = ReferenceRuntime._permuted(params, Signal(torch.from_numpy(x), temporal=True), steps, first_sample=3).numpy()
+    ours = permuted_window(params, Signal(torch.from_numpy(x), temporal=True), steps, first_sample=3).numpy()
     for b in range(batch):
         order = if_permuted.permutation(9, "l", 3 + b, steps, shape)
         np.testing.assert_array_equal(ours[:, b], if_permuted.simulate(x[:, b], if_neuron.parameters(threshold), order))
@@ -203,7 +203,7 @@ def test_window_sum_path_equals_the_step_by_step_path(zoo, model_name, data):
        seed=st.integers(0, 2**16))
 def test_compiled_window_kernel_is_the_spec_bit_for_bit(steps, scale_by_steps, layout, seed):
     from targets.reference.kernels import window_spikes
-    from targets.reference.runtime import channels_last
+    from toolchain.ir.kernels import channels_last
 
     rng = np.random.default_rng(seed)
     shape = (5, 7) if layout == "flat" else (6, 3, 4, 5)

@@ -8,7 +8,7 @@ from targets.reference import ReferenceRuntime
 from tests.onnx_models import residual_cnn
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.frontend import import_onnx, load_onnx
-from toolchain.nir_conventions import snnc_metadata
+from toolchain.ir.metadata import NodeMeta
 from toolchain.passes import calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir, quantize_loihi
 
 
@@ -26,17 +26,17 @@ def test_parameters_fit_lava_fixed_point(zoo, neuron, options):
     quantized = quantize_loihi(snn)
     assert not any(isinstance(n, nir.AvgPool2d) for n in quantized.nodes.values())
     for name, node in quantized.nodes.items():
-        meta = snnc_metadata(node)
-        if isinstance(node, (nir.Affine, nir.Conv2d)) and not meta["host"]:
+        meta = NodeMeta.of(node)
+        if isinstance(node, (nir.Affine, nir.Conv2d)) and not meta.host:
             w = np.asarray(node.weight)
-            assert np.array_equal(w, np.round(w)) and 0 <= meta["weight_exp"] <= 7
+            assert np.array_equal(w, np.round(w)) and 0 <= meta.weight_exp <= 7
             if (w < 0).any() and (w > 0).any():
                 assert w.min() >= -256 and w.max() <= 254 and np.all(w % 2 == 0), name
             assert np.array_equal(node.bias, np.round(node.bias))
         if isinstance(node, nir.IF):
             theta = np.asarray(node.v_threshold)
-            assert np.all(theta > 0) and np.all(theta % 2 == 0) and theta.max() * meta["max_spikes_per_step"] <= 2**16
-            np.testing.assert_array_equal(meta["v_init"], theta / 2)
+            assert np.all(theta > 0) and np.all(theta % 2 == 0) and theta.max() * meta.max_spikes_per_step <= 2**16
+            np.testing.assert_array_equal(meta.v_init, theta / 2)
 
 
 @pytest.mark.parametrize("neuron,options", [("if", {}), ("gn", {"tau": 4})])

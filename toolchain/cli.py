@@ -63,12 +63,19 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(SnncError.exit_code)
 
 
+def _add_options(parser: argparse.ArgumentParser, options) -> None:
+    """The declared options of neuron models or targets as flags; absent flags stay absent (their defaults are
+    the models' and targets' own)."""
+    for option in options:
+        kind = _positive if option.minimum is not None else option.type
+        parser.add_argument(option.flag, type=kind, default=argparse.SUPPRESS, help=option.help, dest=option.name,
+                            **({"choices": option.choices} if option.choices else {}))
+
+
 def _parser() -> argparse.ArgumentParser:
-    from toolchain.driver import GN_FORMS, LAVA_TAGS, PRECISIONS, TARGETS
-    from toolchain.neurons.gn import DEFAULT_TAU
+    import targets
+    from toolchain import neurons
     from toolchain.frontend.onnx_import import MAXPOOL_MODES
-    from toolchain.neurons import model_names
-    from toolchain.passes.calibrate_distribution import RULES as CALIBRATION_RULES
 
     parser = _Parser(prog="snnc", description="Compile trained ANNs (ONNX) into spiking neural networks.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
@@ -85,25 +92,15 @@ def _parser() -> argparse.ArgumentParser:
 
     comp = commands.add_parser("compile", parents=[common], help="convert an ONNX model to an SNN, run it on the targets, report")
     comp.add_argument("model", help="the trained ANN as .onnx")
-    comp.add_argument("--neuron", default="if", choices=model_names(), help="spiking neuron model (default: if)")
-    comp.add_argument("--tau", type=_positive, default=DEFAULT_TAU, help=f"members per group neuron, for --neuron gn (default: {DEFAULT_TAU})")
-    comp.add_argument("--gn-form", default=None, choices=GN_FORMS,
-                      help="group neurons as graded compact neurons or as tau binary IF members (default: compact, expanded when a target needs binary spikes)")
-    comp.add_argument("--seed", type=int, default=0, help="seed of the random draws of tpp and if-permuted (default: 0)")
-    comp.add_argument("--cycle", type=_positive, default=None, help="bsnn's cycle length in steps (default: 4); --timesteps must be multiples")
-    comp.add_argument("--target", default="reference", help=f"comma-separated targets from {', '.join(TARGETS)} (default: reference)")
-    comp.add_argument("--precision", default="float", choices=PRECISIONS,
-                      help="reference runtime arithmetic: float, or loihi (8-bit weights, integer state; exact chip semantics)")
-    comp.add_argument("--lava-samples", type=_positive, default=20, help="samples run through Lava for --target lava (default: 20)")
-    comp.add_argument("--lava-tag", default="fixed_pt", choices=LAVA_TAGS,
-                      help="Lava ProcessModels: fixed_pt (Loihi precision, checked bit for bit) or floating_pt (default: fixed_pt)")
+    comp.add_argument("--neuron", default="if", choices=neurons.model_names(), help="spiking neuron model (default: if)")
+    comp.add_argument("--target", default="reference", help=f"comma-separated targets from {', '.join(targets.registry())} (default: reference)")
     comp.add_argument("-o", "--output", default="out", help="output folder (default: out); replaced only when the compile succeeds")
     comp.add_argument("--percentile", type=_percentile, default=99.9, help="percentile of ReLU activations used as threshold (default: 99.9)")
     comp.add_argument("--per-channel", action="store_true", help="calibrate ReLU thresholds per channel instead of per layer")
     comp.add_argument("--calibration-samples", type=_positive, default=1000, help="training samples used to calibrate ReLU thresholds (default: 1000)")
-    comp.add_argument("--parallel-calibration", default="search", choices=CALIBRATION_RULES,
-                      help="for --neuron parallel with T ≠ L or a ReLU model: search (threshold search, default) or paper (ψ and φ only)")
     comp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling: error (default) or avg (replace by average pooling)")
+    _add_options(comp.add_argument_group("neuron model options (each applies to the models that declare it)"), neurons.all_options().values())
+    _add_options(comp.add_argument_group("target options"), targets.all_options().values())
 
     insp = commands.add_parser("inspect", help="list an ONNX model's nodes, shapes and snnc support")
     insp.add_argument("model", help="the ONNX model")
@@ -121,17 +118,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _compile(args) -> int:
-    from toolchain.driver import CompileOptions, compile_model, parse_targets, parse_timesteps
+    import targets
+    from toolchain import neurons
+    from toolchain.api import compile_model
+    from toolchain.options import CompileOptions
 
-    if args.percentile <= 0 or args.percentile > 100:
-        raise SnncError(f"--percentile must be in (0, 100] (got {args.percentile})")
+    given = vars(args)
     options = CompileOptions(
-        neuron=args.neuron, targets=parse_targets(args.target), timesteps=parse_timesteps(args.timesteps),
-        data=args.data, percentile=args.percentile, per_channel=args.per_channel,
-        calibration_samples=args.calibration_samples, parallel_calibration=args.parallel_calibration, samples=args.samples, maxpool=args.maxpool,
-        threads=args.threads, batch_size=args.batch_size, gn_form=args.gn_form, precision=args.precision,
-        lava_samples=args.lava_samples, lava_tag=args.lava_tag,
-        neuron_options=_neuron_options(args),
+        neuron=args.neuron, targets=args.target, timesteps=args.timesteps, data=args.data, percentile=args.percentile,
+        per_channel=args.per_channel, calibration_samples=args.calibration_samples, samples=args.samples,
+        maxpool=args.maxpool, threads=args.threads, batch_size=args.batch_size,
+        neuron_options={k: given[k] for k in neurons.all_options() if k in given},
+        target_options={k: given[k] for k in targets.all_options() if k in given},
     )
     report = compile_model(args.model, args.output, options)
     failed = [c["name"] for c in report.get("checks", []) if not c["passed"]]
@@ -139,19 +137,6 @@ def _compile(args) -> int:
         print(f"snnc: check failed: {', '.join(failed)} (see {args.output}/report.md)", file=sys.stderr)
         return CHECK_FAILED
     return 0
-
-
-def _neuron_options(args) -> dict:
-    """The options that belong to the chosen neuron model."""
-    if args.neuron == "gn":
-        return {"tau": args.tau}
-    if args.neuron in ("tpp", "if-permuted"):
-        return {"seed": args.seed}
-    if args.neuron == "bsnn" and args.cycle is not None:
-        if args.cycle < 1:
-            raise SnncError(f"--cycle must be a positive number of steps (got {args.cycle})")
-        return {"cycle": args.cycle}
-    return {}
 
 
 def _inspect(args) -> int:
@@ -162,9 +147,9 @@ def _inspect(args) -> int:
 
 
 def _run(args) -> int:
-    from toolchain.driver import parse_timesteps, run_nir
+    from toolchain.api import run_nir_file
 
-    run_nir(args.nir_file, args.data, parse_timesteps(args.timesteps), args.output, args.samples, args.threads, args.batch_size)
+    run_nir_file(args.nir_file, args.data, args.timesteps, args.output, args.samples, args.threads, args.batch_size)
     return 0
 
 

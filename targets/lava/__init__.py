@@ -1,5 +1,9 @@
-"""The Lava target: snnc's NIR graphs as Lava processes, simulated with Loihi2SimCfg (floating_pt, fixed_pt)."""
+"""The Lava target: snnc's networks as Lava processes, run in Lava's Loihi simulation (Loihi2SimCfg)."""
 
 from targets.lava.network import run_lava
+from targets.lava.target import LavaTarget
 
-__all__ = ["run_lava"]
+ORDER = 1
+TARGET = LavaTarget()
+
+__all__ = ["TARGET", "run_lava"]

@@ -30,16 +30,16 @@ import numpy as np
 import torch
 
 from targets.lava.compat import ensure_lava_importable
-from targets.reference.runtime import ReferenceRuntime, RunResult, _topological_order
+from targets.reference import ReferenceRuntime
+from targets.result import RunResult
 from toolchain.errors import SnncError
-from toolchain.nir_conventions import snnc_metadata
+from toolchain.ir.kernels import apply_linear
+from toolchain.ir.metadata import NodeMeta
+from toolchain.ir.order import topological_order
+from toolchain.ir.shapes import pair
 
 TAGS = ("fixed_pt", "floating_pt")
 SYNAPTIC = (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Scale)
-
-
-def _pair(value) -> tuple[int, int]:
-    return tuple(int(v) for v in np.broadcast_to(np.asarray(value).reshape(-1), 2))
 
 
 class _Builder:
@@ -58,7 +58,7 @@ class _Builder:
         self.fixed = tag == "fixed_pt"
         self.samples = len(x)
         self.runtime = ReferenceRuntime(graph)
-        self.order, self.preds = _topological_order(graph)
+        self.order, self.preds = topological_order(graph)
         self.host = self._host_nodes()
         self.host_values = self._evaluate_host(x)
         # node -> the OutPorts (NIR layout) whose sum is its output, with their delay; a node without a process
@@ -89,7 +89,7 @@ class _Builder:
                     values[name] = torch.from_numpy(np.array(x)).to(self.runtime.dtype)
                     continue
                 params = self.runtime.params[name]
-                out = self.runtime._linear(node, params, sum(values[p] for p in self.preds[name]))
+                out = apply_linear(node, params, sum(values[p] for p in self.preds[name]))
                 values[name] = torch.round(out) if params.get("round_output") else out
         return {name: value.numpy() for name, value in values.items()}
 
@@ -101,7 +101,7 @@ class _Builder:
         params = self.runtime.params[name]
         with torch.inference_mode():
             value = torch.from_numpy(np.array(incoming, np.float64))[None].to(self.runtime.dtype)
-            out = self.runtime._linear(node, params, value)[0].numpy()
+            out = apply_linear(node, params, value)[0].numpy()
         return out
 
     def _input_of(self, name: str) -> tuple[list[tuple[object, int]], np.ndarray]:
@@ -152,22 +152,22 @@ class _Builder:
             process = self.classes["Readout"](shape=shape, bias=bias, period=self.timesteps, delay=delay, windows=self.samples)
             self.readout = process
         else:
-            meta = snnc_metadata(node)
-            if str(meta.get("reset", "")) != "subtract":
+            meta = NodeMeta.of(node)
+            if not meta.subtracts:
                 raise SnncError(f"layer '{name}' is a NIR IF without snnc's reset by subtraction; the Lava target runs snnc's neurons")
             common = dict(shape=shape, threshold=self._number(node.v_threshold), bias=bias, period=self.timesteps, delay=delay,
-                          v_init=self._number(np.broadcast_to(meta.get("v_init", 0.0), shape)), windows=self.samples,
+                          v_init=self._number(np.broadcast_to(meta.v_init, shape)), windows=self.samples,
                           saturate=self.fixed, name=name)
-            if str(meta.get("schedule", "")) == "two_phase":
-                cycle = int(meta.get("cycle", 0)) or self.timesteps
-                process = self.classes["TwoPhaseNeuron"](rule=str(meta["fire_rule"]), cycle=cycle, seed=int(meta.get("seed", 0)),
+            if meta.schedule == "two_phase":
+                cycle = meta.cycle or self.timesteps
+                process = self.classes["TwoPhaseNeuron"](rule=meta.fire_rule, cycle=cycle, seed=meta.seed,
                                                          layer=name, **common)
                 out_delay = delay + cycle  # it fires a cycle after integrating it
-            elif str(meta.get("schedule", "")) == "permuted":
-                process = self.classes["PermutedIFNeuron"](seed=int(meta.get("seed", 0)), layer=name, **common)
+            elif meta.schedule == "permuted":
+                process = self.classes["PermutedIFNeuron"](seed=meta.seed, layer=name, **common)
                 out_delay = delay + self.timesteps  # it replays a window after recording it
             else:
-                process = self.classes["SoftResetNeuron"](max_spikes=int(meta.get("max_spikes_per_step", 1)), **common)
+                process = self.classes["SoftResetNeuron"](max_spikes=meta.max_spikes_per_step, **common)
                 out_delay = delay
             self.neurons[name] = process
             self.outputs[name] = [(process.s_out, out_delay)]
@@ -177,7 +177,7 @@ class _Builder:
 
     def _synapse(self, name, node, sources, bias) -> None:
         params = self.runtime.params[name]
-        exponent = int(snnc_metadata(node).get("weight_exp", 0))
+        exponent = NodeMeta.of(node).weight_exp
         in_shape = tuple(sources[0][0].shape)
         delay = sources[0][1] + 1  # sources are aligned to one delay; every synaptic process adds a step
         if isinstance(node, (nir.Affine, nir.Linear)):
@@ -205,12 +205,12 @@ class _Builder:
         """Lava Conv weight (C_out, W, H, C_in/g), flipped, from a NIR Conv2d or a pool (constant depthwise kernel)."""
         if isinstance(node, nir.Conv2d):
             weight = params["weight"].numpy()  # includes 2^weight_exp: Lava's Conv ignores weight_exp
-            return (weight.transpose(0, 3, 2, 1)[:, ::-1, ::-1], _pair(node.stride)[::-1], _pair(node.padding)[::-1],
-                    _pair(node.dilation)[::-1], int(node.groups))
-        kh, kw = _pair(node.kernel_size)
+            return (weight.transpose(0, 3, 2, 1)[:, ::-1, ::-1], pair(node.stride)[::-1], pair(node.padding)[::-1],
+                    pair(node.dilation)[::-1], int(node.groups))
+        kh, kw = pair(node.kernel_size)
         value = 1.0 / (kh * kw) if isinstance(node, nir.AvgPool2d) else 1.0
         weight = np.full((in_shape[0], kw, kh, 1), value)
-        return weight, _pair(node.stride)[::-1], _pair(node.padding)[::-1], (1, 1), in_shape[0]
+        return weight, pair(node.stride)[::-1], pair(node.padding)[::-1], (1, 1), in_shape[0]
 
     def run(self) -> RunResult:
         from lava.magma.core.run_conditions import RunSteps

@@ -1,5 +1,9 @@
-"""The reference target: a batched torch executor of snnc's NIR graphs (float mode)."""
+"""The reference target: a batched torch executor of snnc's NIR graphs, float or Loihi precision."""
 
-from targets.reference.runtime import ReferenceRuntime, RunResult
+from targets.reference.runtime import ReferenceRuntime
+from targets.reference.target import ReferenceTarget
 
-__all__ = ["ReferenceRuntime", "RunResult"]
+ORDER = 0
+TARGET = ReferenceTarget()
+
+__all__ = ["ReferenceRuntime", "TARGET"]

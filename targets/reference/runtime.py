@@ -20,40 +20,20 @@ potentials saturating at 24 bits; the Lava target's fixed_pt models must match t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import nir
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from targets.reference.kernels import bernoulli_fire, memory_order, window_spikes
+from targets.reference.kernels import memory_order, window_spikes
+from targets.reference.neurons import FAMILY_KERNELS, Signal, neuron_parameters, per_neuron_layout
+from targets.result import RunResult
 from toolchain.errors import SnncError
-from toolchain.neurons import if_permuted, two_phase
-from toolchain.nir_conventions import snnc_metadata
+from toolchain.ir.kernels import apply_linear, as_tensor, channels_last, linear_parameters
+from toolchain.ir.metadata import GraphMeta, NodeMeta
+from toolchain.ir.order import only_node_of_type, topological_order
 from toolchain.progress import progress
 
 MEMORY_BUDGET_BYTES = 128 * 2**20
-POTENTIAL_LIMIT = 2**23 - 1  # Loihi's 24-bit membrane state saturates here (loihi precision)
-
-
-def channels_last(t: torch.Tensor) -> torch.Tensor:
-    """An image batch or conv weight (N, C, H, W) in channels-last layout; other tensors as they are.
-
-    With one channel both layouts are the same memory, and torch keeps NCHW strides; a convolution given such a
-    weight returns NCHW. Stride 1 on C marks it channels-last, so the convolution returns channels-last directly
-    (copying conv1's output of fashion_vgg_qcfs8 cost more than the convolution).
-    """
-    if t.ndim != 4:
-        return t
-    t = t.contiguous(memory_format=torch.channels_last)
-    return t.as_strided(t.shape, (t.stride(0), 1, *t.stride()[2:])) if t.shape[1] == 1 else t
-
-
-def _per_neuron_layout(t: torch.Tensor) -> torch.Tensor:
-    """A per-neuron (C, H, W) parameter laid out like one sample of a channels-last batch, so that broadcasting
-    against the state walks both in the same order."""
-    return channels_last(t.unsqueeze(0))[0] if t.ndim == 3 else t
 
 
 def _count_sum(counts: torch.Tensor, most: int) -> torch.Tensor:
@@ -68,128 +48,32 @@ def _count_sum(counts: torch.Tensor, most: int) -> torch.Tensor:
     return total.reshape([per_neuron[d] for d in order]).permute(*np.argsort(order).tolist())
 
 
-def _steps_like(per_step: torch.Tensor, timesteps: int) -> torch.Tensor:
-    """An uninitialised (T, *per_step.shape) tensor whose every step has per_step's layout."""
-    layout = torch.channels_last if per_step.ndim == 4 else torch.contiguous_format
-    folded = torch.empty((timesteps * per_step.shape[0], *per_step.shape[1:]), dtype=per_step.dtype, memory_format=layout)
-    return folded.view(timesteps, *per_step.shape)
-
-
-@dataclass
-class Signal:
-    """A node's output: (B, ...) when constant over time, else (T, B, ...)."""
-
-    data: torch.Tensor
-    temporal: bool
-
-
-@dataclass
-class RunResult:
-    """Predictions after every prefix t = 1..T (shape (T, N)), the readout's final sums (N, classes), and spikes
-    per spiking layer: in total, and per time step summed over samples (shape (T,))."""
-
-    predictions: np.ndarray
-    readout: np.ndarray = field(repr=False)
-    spikes: dict[str, int]
-    spikes_per_step: dict[str, np.ndarray] = field(repr=False)
-    neurons: dict[str, int]
-    samples: int
-    timesteps: int
-    # Filled when run() is given per_neuron_steps (for exact synaptic-operation counts): per spiking layer,
-    # arrays (len(counted_steps), *neuron shape) summed over samples and over steps 1..t for each counted t,
-    # of the spikes and of the steps in which the neuron fired at all (one message on a graded-spike chip).
-    counted_steps: tuple[int, ...] = ()
-    spikes_per_neuron: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    messages_per_neuron: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-    def accuracy(self, labels: np.ndarray) -> np.ndarray:
-        """Fraction correct after each prefix t = 1..T."""
-        return (self.predictions == labels[None, :]).mean(axis=1)
-
-
-def _topological_order(graph: nir.NIRGraph) -> tuple[list[str], dict[str, list[str]]]:
-    preds = {name: [] for name in graph.nodes}
-    for src, dst in graph.edges:
-        if src not in graph.nodes or dst not in graph.nodes:
-            raise SnncError(f"NIR graph edge ({src} -> {dst}) names a node the graph does not have")
-        preds[dst].append(src)
-    order, placed = [], set()
-    remaining = dict(preds)
-    while remaining:
-        ready = [n for n, p in remaining.items() if all(s in placed for s in p)]
-        if not ready:
-            raise SnncError(f"NIR graph has a cycle through {sorted(remaining)[:3]}; snnc runs feed-forward graphs")
-        for name in sorted(ready):
-            order.append(name)
-            placed.add(name)
-            del remaining[name]
-    return order, preds
-
-
 class ReferenceRuntime:
     """Runs one NIR graph; `run(x, T)` streams samples through it in memory-bounded batches."""
 
     def __init__(self, graph: nir.NIRGraph, threads: int | None = None):
         self.graph = graph
-        self.order, self.preds = _topological_order(graph)
-        inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
-        outputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Output)]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise SnncError(f"NIR graph has {len(inputs)} Input and {len(outputs)} Output nodes; snnc runs graphs with one of each")
-        self.input, self.output = inputs[0], outputs[0]
-        self.precision = str((graph.metadata.get("snnc", {}) if isinstance(graph.metadata, dict) else {}).get("precision", "float"))
+        self.order, self.preds = topological_order(graph)
+        self.input, self.output = only_node_of_type(graph, nir.Input), only_node_of_type(graph, nir.Output)
+        self.precision = GraphMeta.of(graph).precision
         self.dtype = torch.float64 if self.precision == "loihi" else torch.float32
         self.spiking = [n for n in self.order if isinstance(graph.nodes[n], nir.IF)]
         # Expanded group neurons report as their group: spikes and neurons summed over the members.
-        self.layer_of = {n: str(snnc_metadata(graph.nodes[n]).get("group", n)) for n in self.spiking}
-        self.params = {name: {**self._tensors_of(node, self.dtype), "layer": name} for name, node in graph.nodes.items()}
-        for p in self.params.values():
-            for key in ("threshold", "v_init", "v_reset", "r"):
-                if key in p:
-                    p[key] = _per_neuron_layout(p[key])
+        self.layer_of = {n: NodeMeta.of(graph.nodes[n]).group or n for n in self.spiking}
+        self.params = {name: self._parameters(name, node) for name, node in graph.nodes.items()}
         if threads:
             torch.set_num_threads(threads)
+
+    def _parameters(self, name: str, node) -> dict:
+        if isinstance(node, nir.IF):
+            return neuron_parameters(node, name, self.dtype)
+        if isinstance(node, nir.I):
+            return {"r": per_neuron_layout(as_tensor(node.r, self.dtype))}
+        return linear_parameters(node, self.dtype)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in np.asarray(self.graph.nodes[self.input].input_type["input"]).reshape(-1))
-
-    @staticmethod
-    def _tensors_of(node, dtype=torch.float32) -> dict:
-        """The node's arrays as torch tensors, converted once; weights carry their 2^weight_exp."""
-        np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        as_tensor = lambda a: torch.from_numpy(np.array(a, np_dtype))  # a writable copy
-        meta = snnc_metadata(node)
-        gain = 2.0 ** int(meta.get("weight_exp", 0))
-        rounded = {"round_output": bool(meta.get("host", False))}
-        if isinstance(node, (nir.Affine, nir.Linear)):
-            bias = as_tensor(node.bias) if isinstance(node, nir.Affine) else None
-            return {"weight": as_tensor(np.asarray(node.weight) * gain), "bias": bias, **rounded}
-        if isinstance(node, nir.Conv2d):
-            return {"weight": channels_last(as_tensor(np.asarray(node.weight) * gain)), "bias": as_tensor(node.bias), **rounded}
-        if isinstance(node, nir.Scale):
-            return {"scale": as_tensor(np.asarray(node.scale) * gain), **rounded}
-        if isinstance(node, nir.IF):
-            meta = snnc_metadata(node)
-            shape = np.shape(node.v_threshold)
-            v_reset = np.zeros(shape) if node.v_reset is None else node.v_reset
-            return {
-                "threshold": as_tensor(node.v_threshold), "r": as_tensor(node.r),
-                "v_init": as_tensor(np.broadcast_to(meta.get("v_init", 0.0), shape)),
-                "v_reset": as_tensor(np.broadcast_to(v_reset, shape)),
-                "subtract": str(meta.get("reset", "")) == "subtract",
-                "max_spikes": int(meta.get("max_spikes_per_step", 1)),
-                "unit_r": bool(np.all(np.asarray(node.r) == 1)),
-                "saturate": dtype == torch.float64,
-                "two_phase": str(meta.get("schedule", "")) == "two_phase",
-                "permuted": str(meta.get("schedule", "")) == "permuted",
-                "rule": str(meta.get("fire_rule", "deterministic")),
-                "cycle": int(meta.get("cycle", 0)),
-                "seed": int(meta.get("seed", 0)),
-            }
-        if isinstance(node, nir.I):
-            return {"r": as_tensor(node.r)}
-        return {}
 
     def batch_size_for(self, timesteps: int) -> int:
         """Largest batch whose biggest per-layer signal stays within 32 MiB (a quarter of the memory budget).
@@ -281,7 +165,7 @@ class ReferenceRuntime:
         arithmetic: its output depends only on the sum of its input over the window, so every layer can run on
         window sums, one pass per layer instead of T."""
         return self.dtype == torch.float32 and bool(self.spiking) and all(
-            self.params[n]["two_phase"] and self.params[n]["rule"] == "deterministic" and self.params[n]["cycle"] in (0, timesteps)
+            self.params[n]["schedule"] == "two_phase" and self.params[n]["rule"] == "deterministic" and self.params[n]["cycle"] in (0, timesteps)
             for n in self.spiking)
 
     def _run_window_sums(self, batch: torch.Tensor, timesteps: int, first_sample: int = 0, steps: tuple[int, ...] = (),
@@ -318,7 +202,7 @@ class ReferenceRuntime:
             else:
                 if summed and p.get("bias") is not None:  # the bias arrives at every step of the window
                     p = {**p, "bias": p["bias"] * timesteps}
-                values[name] = (self._linear(node, p, x), summed)
+                values[name] = (apply_linear(node, p, x), summed)
         raise SnncError("the NIR graph has no Output node")
 
     def _add_block_totals(self, totals: dict, name: str, n: torch.Tensor, steps: tuple[int, ...]) -> None:
@@ -360,8 +244,7 @@ class ReferenceRuntime:
     def _apply(self, name: str, node, signal: Signal, timesteps: int, first_sample: int) -> Signal:
         p = self.params[name]
         if isinstance(node, nir.IF):
-            kernel = self._two_phase if p["two_phase"] else self._permuted if p["permuted"] else self._neuron
-            return Signal(kernel(p, signal, timesteps, first_sample), temporal=True)
+            return Signal(FAMILY_KERNELS[p["schedule"]](p, signal, timesteps, first_sample), temporal=True)
         if isinstance(node, nir.I):
             data = signal.data if signal.temporal else signal.data.expand(timesteps, *signal.data.shape)
             return Signal(torch.cumsum(data * p["r"], dim=0), temporal=True)
@@ -369,102 +252,9 @@ class ReferenceRuntime:
         lead = data.shape[:2] if signal.temporal else None
         if lead is not None:
             data = data.reshape(-1, *data.shape[2:])  # fold time into the batch
-        data = self._linear(node, p, data)
+        data = apply_linear(node, p, data)
         if p.get("round_output"):
             data = torch.round(data)
         if lead is not None:
             data = data.reshape(*lead, *data.shape[1:])
         return Signal(data, signal.temporal)
-
-    @staticmethod
-    def _linear(node, p: dict, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(node, (nir.Affine, nir.Linear)):
-            return F.linear(x, p["weight"], p["bias"])
-        if isinstance(node, nir.Conv2d):
-            return channels_last(F.conv2d(x, p["weight"], p["bias"], tuple(node.stride), tuple(node.padding), tuple(node.dilation), int(node.groups)))
-        if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-            kernel = tuple(int(k) for k in np.atleast_1d(node.kernel_size).repeat(2)[:2]) if np.size(node.kernel_size) == 1 else tuple(int(k) for k in node.kernel_size)
-            stride = tuple(int(s) for s in np.broadcast_to(node.stride, 2))
-            padding = tuple(int(s) for s in np.broadcast_to(node.padding, 2))
-            pooled = F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True)
-            return pooled * (kernel[0] * kernel[1]) if isinstance(node, nir.SumPool2d) else pooled
-        if isinstance(node, nir.Scale):
-            return x * p["scale"]
-        if isinstance(node, nir.Flatten):
-            per_sample = np.asarray(node.input_type["input"]).reshape(-1)
-            start = node.start_dim % len(per_sample) + 1
-            end = node.end_dim % len(per_sample) + 1
-            return x.flatten(start, end)
-        raise SnncError(f"NIR node type {type(node).__name__} is not run by the reference runtime")
-
-    @staticmethod
-    def _two_phase(p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:
-        """Spikes (T, B, ...) of a two-phase layer (toolchain/neurons/two_phase.py), cycle by cycle.
-
-        Output for a cycle is written in that cycle's slots: the layer-synchronous schedule, in which every layer
-        sees its whole window before firing (the one-cycle latency per layer is accounted for in the report).
-        """
-        x = signal.data
-        threshold = p["threshold"]
-        batch = x.shape[1] if signal.temporal else x.shape[0]
-        cycle = p["cycle"] or timesteps
-        if timesteps % cycle:
-            raise SnncError(f"layer '{p['layer']}': {timesteps} time steps are not a whole number of {cycle}-step cycles; "
-                            "choose --timesteps that are multiples of --cycle")
-        per_step = x[0] if signal.temporal else x
-        v = torch.empty_like(per_step).copy_(p["v_init"].expand(batch, *threshold.shape))
-        out = _steps_like(v, timesteps)
-        if p["rule"] == "bernoulli":
-            keys = np.array([two_phase.stream_key(p["seed"], p["layer"], first_sample + b) for b in range(batch)], np.uint64)
-        for start in range(0, timesteps, cycle):
-            if p.get("saturate"):  # Loihi precision: the potential saturates step by step, as on the chip
-                for t in range(start, start + cycle):
-                    v.add_(x[t] if signal.temporal else x).clamp_(-POTENTIAL_LIMIT, POTENTIAL_LIMIT)
-            else:
-                v += x[start: start + cycle].sum(0) if signal.temporal else x * cycle
-            if p["rule"] == "deterministic":
-                n = torch.div(v, threshold).floor_().clamp_(0, cycle)
-                steps = torch.arange(cycle, dtype=v.dtype).reshape((cycle,) + (1,) * v.ndim)
-                torch.lt(steps, n, out=out[start: start + cycle])
-                v -= n * threshold
-                continue
-            bernoulli_fire(v, threshold, keys, start, out[start: start + cycle])
-        return out
-
-    @classmethod
-    def _permuted(cls, p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:
-        """IF spikes over the window, replayed in a seeded random order per neuron (toolchain/neurons/if_permuted.py)."""
-        spikes = cls._neuron(p, signal, timesteps)
-        shape = tuple(p["threshold"].shape)
-        order = np.stack([if_permuted.permutation(p["seed"], p["layer"], first_sample + b, timesteps, shape)
-                          for b in range(spikes.shape[1])], axis=1)
-        return torch.take_along_dim(spikes, torch.from_numpy(order), dim=0)
-
-    @staticmethod
-    def _neuron(p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:
-        """Spike counts (T, B, ...) of an IF layer: snnc's soft reset (the neuron spec) or NIR's reset to v_reset."""
-        x = signal.data
-        batch = x.shape[1] if signal.temporal else x.shape[0]
-        threshold = p["threshold"]
-        per_step = x[0] if signal.temporal else x
-        v = torch.empty_like(per_step).copy_(p["v_init"].expand(batch, *threshold.shape))
-        out = _steps_like(v, timesteps)
-        drive = None if signal.temporal else (x if p["unit_r"] else x * p["r"])
-        for t in range(timesteps):
-            if drive is not None:
-                v += drive
-            else:
-                v += x[t] if p["unit_r"] else x[t] * p["r"]
-            if p.get("saturate"):
-                v.clamp_(-POTENTIAL_LIMIT, POTENTIAL_LIMIT)
-            n = out[t]
-            if p["subtract"]:
-                if p["max_spikes"] == 1:
-                    torch.ge(v, threshold, out=n)  # equals clamp(floor(v/θ), 0, 1) for θ > 0
-                else:
-                    torch.div(v, threshold, out=n).floor_().clamp_(0, p["max_spikes"])
-                v.addcmul_(n, threshold, value=-1)  # v -= n·θ without a temporary
-            else:
-                torch.gt(v, threshold, out=n)
-                torch.where(n.bool(), p["v_reset"], v, out=v)
-        return out

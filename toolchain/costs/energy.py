@@ -21,7 +21,7 @@ s* ≤ 0 means the input layer and neuron updates alone already cost more than t
 
 from __future__ import annotations
 
-from targets.chips import value
+from toolchain.chips import value
 
 COMPONENTS = ("input layer", "synaptic events", "neuron updates", "spikes")
 

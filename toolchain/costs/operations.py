@@ -29,15 +29,15 @@ import nir
 import numpy as np
 import torch
 
-from targets.reference.runtime import ReferenceRuntime, _topological_order
-from toolchain.nir_conventions import snnc_metadata
+from toolchain.ir.kernels import LINEAR_NODES, WEIGHTED_NODES, apply_linear
+from toolchain.ir.metadata import NodeMeta
+from toolchain.ir.order import topological_order
+from toolchain.ir.shapes import node_shapes
 
 # Counts are integers; float32 holds them exactly below 2^24 and runs the convolutions several times faster than
 # float64. `exact_counts` checks the bound.
 COUNT_DTYPE = torch.float32
 EXACT_BELOW = 2**24
-LINEAR_NODES = (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Scale, nir.Flatten)
-WEIGHTED_NODES = (nir.Affine, nir.Linear, nir.Conv2d)
 
 
 @dataclass
@@ -80,28 +80,14 @@ class StructuralKernels:
 
     def __init__(self, graph: nir.NIRGraph):
         self.graph = graph
-        self.order, self.preds = _topological_order(graph)
+        self.order, self.preds = topological_order(graph)
         self.kernels = {name: _structural(node) for name, node in graph.nodes.items() if isinstance(node, LINEAR_NODES)}
-        self.shapes = self._shapes()
+        self.shapes = node_shapes(graph)
         self._transposes = {}  # (node, batch size) -> the node's vector-Jacobian product, reused for every call
-
-    def _shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every node's output shape per sample, from running the linear nodes on zeros."""
-        shapes = {}
-        for name in self.order:
-            node = self.graph.nodes[name]
-            if isinstance(node, nir.Input):
-                shapes[name] = tuple(int(d) for d in np.asarray(node.input_type["input"]).reshape(-1))
-            elif name in self.kernels:
-                x = torch.zeros((1, *shapes[self.preds[name][0]]), dtype=COUNT_DTYPE)
-                shapes[name] = tuple(self.forward(name, x).shape[1:])
-            else:
-                shapes[name] = shapes[self.preds[name][0]]
-        return shapes
 
     def forward(self, name: str, x: torch.Tensor) -> torch.Tensor:
         node, params = self.kernels[name]
-        return ReferenceRuntime._linear(node, params, x)
+        return apply_linear(node, params, x)
 
     def transpose(self, name: str, counts: torch.Tensor) -> torch.Tensor:
         """(B, *output shape) counts at a linear node's output → (B, *input shape) counts at its input."""
@@ -151,7 +137,7 @@ def layers_of(graph: nir.NIRGraph, order: list[str], shapes: dict[str, tuple[int
     for name in order:
         node = graph.nodes[name]
         if isinstance(node, nir.IF):
-            layer = str(snnc_metadata(node).get("group", name))
+            layer = NodeMeta.of(node).group or name
             layers.setdefault(layer, Layer(layer, [], shapes[name], readout=False)).nodes.append(name)
         elif isinstance(node, nir.I):
             layers[name] = Layer(name, [name], shapes[name], readout=True)

@@ -27,7 +27,7 @@ import nir
 import numpy as np
 import torch
 
-from targets.chips import value
+from toolchain.chips import value
 from toolchain.costs.operations import COUNT_DTYPE, WEIGHTED_NODES, Layer, StructuralKernels, analog_nodes, exact_counts, layers_of
 
 ATOMS_PER_BATCH = 32  # atoms whose synapses one backward pass counts: bounds memory on large layers

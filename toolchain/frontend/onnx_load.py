@@ -14,10 +14,9 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
-from toolchain.errors import SnncError
+from toolchain.errors import MAX_TENSOR_BYTES, SnncError, error_summary
 
 OPSETS = range(11, 22)
-MAX_TENSOR_BYTES = 2 * 2**30
 # Shape arithmetic (Shape → Gather → Concat → Reshape) handles one value per dimension; ONNX's data
 # propagation turns every value of an integer tensor into a dimension proto, so a Range of 10^8 values
 # costs gigabytes and minutes. It runs only when no integer tensor is larger than this.
@@ -26,12 +25,6 @@ _INTEGER_TYPES = {
     t for t in onnx.TensorProto.DataType.values()
     if t != onnx.TensorProto.UNDEFINED and onnx.helper.tensor_dtype_to_np_dtype(t).kind in "iu"
 }
-
-
-def error_summary(err: Exception, limit: int = 300) -> str:
-    """A library's error message as one line (ONNX's checker spreads the node it names over several lines)."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _non_utf8_field(message) -> str | None:

@@ -1,70 +1,49 @@
-"""Neuron models, each defined once: its parameters from a layer's threshold λ, and its per-step update in numpy.
+"""Neuron models, each declared once in its own file of this package (a `MODEL = NeuronModel(...)`), grouped in
+families that share one numpy specification: `soft_reset` (if, gn), `two_phase` (parallel, tpp, bsnn) and
+`permuted` (if-permuted). The registry below finds every model file; the CLI, the pipeline and the tests read it.
 
-Every model here is a soft-reset integrate-and-fire neuron that may emit several spikes in one step:
-
-    v[0] = v_init
-    v[t] = v[t-1] + x[t]
-    n[t] = clamp(floor(v[t] / θ_u), 0, m)     spikes at step t (0 or 1 when m = 1)
-    v[t] ← v[t] − n[t]·θ_u                    reset by subtraction
-    o[t] = n[t]·θ_u                           what the next layer receives
-
-with unit threshold θ_u, at most m spikes per step, and the initial potential v_init; a model only chooses
-these three from λ. `step` below is the executable specification every target is tested against.
+Adding a model to a family is one file here; a new family is its specification module, one kernel per target
+and its entry in `model.FAMILIES` (docs/architecture.md lists the files).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
+import importlib
+import pkgutil
+from functools import cache
 
 from toolchain.errors import SnncError
+from toolchain.neurons.activations import qcfs
+from toolchain.neurons.model import FAMILIES, NeuronModel, NeuronParameters
+from toolchain.neurons.soft_reset import simulate, step
 
 
-@dataclass(frozen=True)
-class NeuronParameters:
-    """The per-neuron constants of a soft-reset IF layer (arrays broadcast to the layer's shape)."""
-
-    unit_threshold: np.ndarray
-    max_spikes: int
-    v_init: np.ndarray
-
-
-def step(v: np.ndarray, x: np.ndarray, params: NeuronParameters) -> tuple[np.ndarray, np.ndarray]:
-    """One time step of the specification: returns (new potential, spike count n[t]). Dtype follows v."""
-    v = v + x
-    n = np.clip(np.floor(v / params.unit_threshold), 0, params.max_spikes).astype(v.dtype)
-    return v - n * params.unit_threshold, n
+@cache
+def registry() -> dict[str, NeuronModel]:
+    """Every neuron model of this package by name, in the order of their files' `ORDER`, then by name."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if isinstance(getattr(module, "MODEL", None), NeuronModel):
+            found.append((getattr(module, "ORDER", 100), module.MODEL.name, module.MODEL))
+    return {name: model for _, name, model in sorted(found)}
 
 
-def simulate(x: np.ndarray, params: NeuronParameters) -> np.ndarray:
-    """Spike counts n[t] for inputs x of shape (T, ...), starting from v_init (the spec, step by step)."""
-    v = np.broadcast_to(params.v_init, x.shape[1:]).astype(x.dtype)
-    counts = np.empty_like(x)
-    for t in range(len(x)):
-        v, counts[t] = step(v, x[t], params)
-    return counts
-
-
-def qcfs(x: np.ndarray, threshold, levels: int) -> np.ndarray:
-    """The QCFS activation (λ/L)·clip(floor(x·L/λ + 1/2), 0, L), the ANN side of the equivalences."""
-    return threshold / levels * np.clip(np.floor(x * levels / threshold + 0.5), 0, levels)
-
-
-def _models() -> dict:
-    from toolchain.neurons import bsnn, gn, if_neuron, if_permuted, parallel, tpp
-
-    return {module.NAME: module for module in (if_neuron, gn, parallel, tpp, if_permuted, bsnn)}
-
-
-def get_model(name: str):
-    """The neuron model module registered under `name`: NAME, parameters(threshold, **options), and for
-    two-phase models SCHEDULE (their fire rule and cycle; see two_phase.py)."""
-    models = _models()
+def get_model(name: str) -> NeuronModel:
+    models = registry()
     if name not in models:
         raise SnncError(f"unknown neuron model '{name}': choose one of {', '.join(models)}")
     return models[name]
 
 
 def model_names() -> list[str]:
-    return list(_models())
+    return list(registry())
+
+
+def all_options() -> dict:
+    """Every model's options by name (models of one family share option names such as `seed`)."""
+    return {option.name: option for model in registry().values() for option in model.options}
+
+
+__all__ = ["FAMILIES", "NeuronModel", "NeuronParameters", "all_options", "get_model", "model_names", "qcfs",
+           "registry", "simulate", "step"]

@@ -14,8 +14,15 @@ SNs are implicit there, and the Lava target inserts them as delay lines. With c 
 """
 
 from toolchain.neurons import if_neuron
+from toolchain.neurons.model import NeuronModel
+from toolchain.option import Option
 
-NAME = "bsnn"
+ORDER = 4
 DEFAULT_CYCLE = 4
-SCHEDULE = {"rule": "deterministic", "cycle": DEFAULT_CYCLE}
-parameters = if_neuron.parameters
+
+MODEL = NeuronModel(
+    name="bsnn", family="two_phase", summary="bistable: integrate one cycle, fire the next (reconstruction)",
+    parameters=if_neuron.parameters, cycle=DEFAULT_CYCLE,
+    options=(Option("cycle", int, DEFAULT_CYCLE, f"bsnn's cycle length in steps (default: {DEFAULT_CYCLE}); "
+                    "--timesteps must be multiples", minimum=1),),
+)

@@ -15,10 +15,12 @@ Invariants (methods.md §3.4, property-tested):
 import numpy as np
 
 from toolchain.errors import SnncError
-from toolchain.neurons import NeuronParameters
+from toolchain.neurons.model import NeuronModel, NeuronParameters
+from toolchain.option import Option
 
-NAME = "gn"
+ORDER = 1
 DEFAULT_TAU = 4
+FORMS = ("compact", "expanded")
 
 
 def parameters(threshold, tau: int = DEFAULT_TAU) -> NeuronParameters:
@@ -32,3 +34,12 @@ def member_initial_potentials(threshold, tau: int) -> list[np.ndarray]:
     """v_k[0] = (2k+1)·λ/(2τ), k = 0..τ−1: the staggered starts of the binary members (methods.md §3.6)."""
     threshold = np.asarray(threshold, np.float32)
     return [threshold * np.float32((2 * k + 1) / (2 * tau)) for k in range(tau)]
+
+
+MODEL = NeuronModel(
+    name="gn", family="soft_reset", summary="group neurons: τ members share a membrane, up to τ spikes per step",
+    parameters=parameters, parameter_options=("tau",), graded=True,
+    options=(Option("tau", int, DEFAULT_TAU, f"members per group neuron (default: {DEFAULT_TAU})", minimum=1),
+             Option("gn_form", str, None, "group neurons as graded compact neurons or as tau binary IF members "
+                    "(default: compact, expanded when a target needs binary spikes)", choices=FORMS)),
+)

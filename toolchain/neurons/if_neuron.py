@@ -9,11 +9,15 @@ mean_t o[t] = QCFS_{L=T, λ}(mean_t x[t]) exactly. Without the bound the equalit
 
 import numpy as np
 
-from toolchain.neurons import NeuronParameters
+from toolchain.neurons.model import NeuronModel, NeuronParameters
 
-NAME = "if"
+ORDER = 0
 
 
 def parameters(threshold) -> NeuronParameters:
     threshold = np.asarray(threshold, np.float32)
     return NeuronParameters(unit_threshold=threshold, max_spikes=1, v_init=threshold / 2)
+
+
+MODEL = NeuronModel(name="if", family="soft_reset", summary="integrate-and-fire, reset by subtraction, v[0] = λ/2",
+                    parameters=parameters)

@@ -17,17 +17,22 @@ preceding bias) and its spikes a per-channel amplitude θ + φ (P4: mean output 
 
 import numpy as np
 
-from toolchain.neurons import NeuronParameters
+from toolchain.neurons import if_neuron
+from toolchain.neurons.model import NeuronModel
+from toolchain.option import Option
 
-NAME = "parallel"
-SCHEDULE = {"rule": "deterministic", "cycle": 0}  # cycle 0: the whole window
-
-
-def parameters(threshold) -> NeuronParameters:
-    threshold = np.asarray(threshold, np.float32)
-    return NeuronParameters(unit_threshold=threshold, max_spikes=1, v_init=threshold / 2)
+ORDER = 2
+CALIBRATIONS = ("search", "paper")
 
 
 def spike_count(total_input, threshold, timesteps: int):
     """n = clamp(floor((S + θ/2)/θ), 0, T): the closed form the official code evaluates."""
     return np.clip(np.floor((total_input + threshold / 2) / threshold), 0, timesteps)
+
+
+MODEL = NeuronModel(
+    name="parallel", family="two_phase", summary="all T steps at once: n = clamp(floor((ΣX + θ/2)/θ), 0, T) spikes",
+    parameters=if_neuron.parameters, distribution_aware=True,
+    options=(Option("parallel_calibration", str, "search", "for T ≠ L or a ReLU model: search (threshold search, "
+                    "default) or paper (ψ and φ only)", choices=CALIBRATIONS),),
+)

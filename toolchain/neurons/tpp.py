@@ -13,7 +13,11 @@ Draws are seeded (`--seed`): the same seed gives the same spikes on every target
 """
 
 from toolchain.neurons import if_neuron
+from toolchain.neurons.model import NeuronModel
+from toolchain.option import Option
 
-NAME = "tpp"
-SCHEDULE = {"rule": "bernoulli", "cycle": 0}
-parameters = if_neuron.parameters
+ORDER = 3
+SEED = Option("seed", int, 0, "seed of the random draws of tpp and if-permuted (default: 0)")
+
+MODEL = NeuronModel(name="tpp", family="two_phase", summary="two-phase probabilistic: integrate T steps, then Bernoulli "
+                    "firing (reconstruction)", parameters=if_neuron.parameters, fire_rule="bernoulli", options=(SEED,))

@@ -21,10 +21,18 @@ import numpy as np
 
 
 def deterministic_window(v, threshold, cycle: int, u=None):
-    """IF firing without input for c steps: n = clamp(floor(v/θ), 0, c) spikes at the first n steps."""
-    n = np.clip(np.floor(v / threshold), 0, cycle)
-    spikes = (np.arange(cycle).reshape((cycle,) + (1,) * np.ndim(v)) < n).astype(v.dtype)
-    return spikes, v - n * threshold
+    """IF firing without input for c steps: n = clamp(floor(v/θ), 0, c) spikes at the first n steps.
+    numpy arrays or torch tensors; returns (spikes (c, ...), the potential left)."""
+    xp = np if isinstance(v, (np.ndarray, np.generic)) else _torch()
+    n = xp.clip(xp.floor(v / threshold), 0, cycle)
+    steps = xp.arange(cycle).reshape((cycle,) + (1,) * v.ndim)
+    return (steps < n).to(v.dtype) if xp is not np else (steps < n).astype(v.dtype), v - n * threshold
+
+
+def _torch():
+    import torch  # only when given tensors: the specification itself is numpy
+
+    return torch
 
 
 def bernoulli_window(v, threshold, cycle: int, u):

@@ -35,22 +35,24 @@ import nir
 import numpy as np
 import torch
 
-from targets.reference.ann import apply_activation, node_values
+from toolchain.ir.evaluate import apply_activation, node_values
 from toolchain.errors import SnncError
 from toolchain.graph import Activation, AnnGraph, verify
+from toolchain.neurons import qcfs
+from toolchain.neurons.parallel import CALIBRATIONS
 
-RULES = ("search", "paper")
+RULES = CALIBRATIONS  # the parallel model declares them (its --parallel-calibration option)
 THRESHOLD_SCALES = np.linspace(0.5, 1.5, 21)
 CALIBRATION_BATCH = 64  # samples per pass: statistics are sums, so memory does not grow with the sample count
 
 
-def _by_channel(t: torch.Tensor) -> torch.Tensor:
+def by_channel(t: torch.Tensor) -> torch.Tensor:
     """(groups, values): one row per channel for (N, C, H, W), one row for a flat layer's (N, F)."""
     return t.transpose(0, 1).reshape(t.shape[1], -1) if t.ndim > 2 else t.reshape(1, -1)
 
 
 def _channel_mean(t: torch.Tensor) -> torch.Tensor:
-    return _by_channel(t).double().mean(1)
+    return by_channel(t).double().mean(1)
 
 
 def _per_neuron(values, shape: tuple[int, ...]) -> torch.Tensor:
@@ -61,7 +63,7 @@ def _per_neuron(values, shape: tuple[int, ...]) -> torch.Tensor:
     return flat.expand(shape[0]).reshape(-1, *([1] * (len(shape) - 1)))
 
 
-def _reference_activation(node, x: torch.Tensor) -> torch.Tensor:
+def reference_activation(node, x: torch.Tensor) -> torch.Tensor:
     op: Activation = node.op
     if op.kind == "qcfs":
         return apply_activation(node, x)
@@ -69,7 +71,8 @@ def _reference_activation(node, x: torch.Tensor) -> torch.Tensor:
 
 
 def _levels(x: torch.Tensor, threshold: torch.Tensor, timesteps: int) -> torch.Tensor:
-    return torch.clamp(torch.floor(x * timesteps / threshold + 0.5), 0, timesteps)
+    """The QCFS level 0..T of x: QCFS with a step of one."""
+    return qcfs(x, threshold, timesteps, amplitude=timesteps)
 
 
 def _batches(x: np.ndarray):
@@ -84,15 +87,15 @@ def _level_sums(graph: AnnGraph, reference: AnnGraph, x: np.ndarray, node, thres
     sums: dict = defaultdict(int)
     for batch in _batches(x):
         mine = node_values(graph, batch, until=node.inputs[0])[node.inputs[0]].double()
-        wanted = node_values(reference, batch, _reference_activation, until=node.name)[node.name].double()
-        sums["count"] += _by_channel(wanted).shape[1]
-        sums["y"] += _by_channel(wanted).sum(1)
-        sums["yy"] += _by_channel(wanted ** 2).sum(1)
+        wanted = node_values(reference, batch, reference_activation, until=node.name)[node.name].double()
+        sums["count"] += by_channel(wanted).shape[1]
+        sums["y"] += by_channel(wanted).sum(1)
+        sums["yy"] += by_channel(wanted ** 2).sum(1)
         for i, scale in enumerate(scales):
             levels = _levels(mine, threshold * scale, timesteps)
-            sums["q", i] += _by_channel(levels).sum(1)
-            sums["qq", i] += _by_channel(levels ** 2).sum(1)
-            sums["qy", i] += _by_channel(levels * wanted).sum(1)
+            sums["q", i] += by_channel(levels).sum(1)
+            sums["qq", i] += by_channel(levels ** 2).sum(1)
+            sums["qy", i] += by_channel(levels * wanted).sum(1)
     return sums
 
 
@@ -126,8 +129,8 @@ def _shift(graph: AnnGraph, reference: AnnGraph, x: np.ndarray, producer: str) -
     total = count = 0
     for batch in _batches(x):
         mine = node_values(graph, batch, until=producer)[producer]
-        wanted = node_values(reference, batch, _reference_activation, until=producer)[producer]
-        difference = _by_channel(wanted.double() - mine.double())
+        wanted = node_values(reference, batch, reference_activation, until=producer)[producer]
+        difference = by_channel(wanted.double() - mine.double())
         total, count = total + difference.sum(1), count + difference.shape[1]
     return total / count
 

@@ -15,32 +15,35 @@ so the consumer sees Σ_k s_k · θ' = n · θ', as before. No lateral connectio
 
 from __future__ import annotations
 
+import dataclasses
+
 import nir
 import numpy as np
 
+from toolchain.ir.metadata import NodeMeta, with_meta
+from toolchain.ir.verify import verify_nir
+from toolchain.neurons import get_model
 from toolchain.neurons.gn import member_initial_potentials
-from toolchain.nir_conventions import KEY, snnc_metadata
 
 
 def _is_group(node) -> bool:
-    meta = snnc_metadata(node)
-    return isinstance(node, nir.IF) and str(meta.get("neuron", "")) == "gn" and int(meta.get("max_spikes_per_step", 1)) > 1
+    meta = NodeMeta.of(node)
+    return isinstance(node, nir.IF) and meta.neuron != "" and get_model(meta.neuron).graded and meta.max_spikes_per_step > 1
 
 
 def expand_group_neurons(graph: nir.NIRGraph) -> nir.NIRGraph:
     nodes, edges = dict(graph.nodes), list(graph.edges)
     for name in [n for n, node in graph.nodes.items() if _is_group(node)]:
         group = nodes.pop(name)
-        meta = snnc_metadata(group)
-        tau = int(meta["max_spikes_per_step"])
+        meta = NodeMeta.of(group)
+        tau = meta.max_spikes_per_step
         threshold = np.asarray(group.v_threshold, np.float32) * np.float32(tau)
         sources = [s for s, d in edges if d == name]
         targets = [d for s, d in edges if s == name]
         edges = [(s, d) for s, d in edges if name not in (s, d)]
         for k, v_init in enumerate(member_initial_potentials(threshold, tau)):
             member = f"{name}.m{k}"
-            member_meta = {**meta, "max_spikes_per_step": 1, "v_init": v_init, "group": name, "member": k, "members": tau}
-            nodes[member] = nir.IF(r=group.r, v_threshold=threshold, v_reset=group.v_reset, metadata={KEY: member_meta})
+            member_meta = dataclasses.replace(meta, max_spikes_per_step=1, v_init=v_init, group=name, member=k, members=tau)
+            nodes[member] = nir.IF(r=group.r, v_threshold=threshold, v_reset=group.v_reset, metadata=member_meta.as_metadata())
             edges += [(s, member) for s in sources] + [(member, d) for d in targets]
-    metadata = {KEY: {**graph.metadata.get(KEY, {}), "gn_form": "expanded"}}
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
+    return verify_nir(nir.NIRGraph(nodes=nodes, edges=edges, metadata=with_meta(graph, gn_form="expanded"), type_check=False))

@@ -1,7 +1,7 @@
 """Pass: the calibrated ANN graph becomes a NIR graph of spiking neurons.
 
-Every Activation becomes a NIR `IF` node with snnc's metadata (see `toolchain.nir_conventions`) whose
-parameters come from the chosen neuron model; linear ops are copied; the output gets a non-spiking
+Every Activation becomes a NIR `IF` node with snnc's metadata (`toolchain.ir.metadata.NodeMeta`) whose
+parameters come from the chosen neuron model (`toolchain.neurons`); linear ops are copied; the output gets a non-spiking
 integrator (`nir.I`, role `readout`) whose running sum gives the prediction at every time step.
 
 Spikes carry an amplitude (θ_u: the spike's value in the ANN's units). The lowering tracks, for every ANN
@@ -20,11 +20,9 @@ import numpy as np
 
 import toolchain
 from toolchain.graph import Activation, Add, AnnGraph, Concat
+from toolchain.ir.metadata import GraphMeta, NodeMeta
+from toolchain.ir.verify import verify_nir
 from toolchain.neurons import get_model
-from toolchain.nir_conventions import KEY
-
-# Options that shape a two-phase neuron's schedule rather than its parameters: bsnn's cycle, tpp's seed.
-SCHEDULE_OPTIONS = ("cycle", "seed")
 
 
 @dataclass
@@ -39,7 +37,7 @@ class _Lowering:
     def __init__(self, graph: AnnGraph, neuron: str, neuron_options: dict):
         self.graph = graph
         self.model = get_model(neuron)
-        self.neuron_options = neuron_options
+        self.neuron_options = {**self.model.defaults(), **neuron_options}
         self.nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(graph.input_shape)})}
         self.edges: list[tuple[str, str]] = []
         self.terms: dict[str, list[_Term]] = {graph.input_name: [_Term("input", None)]}
@@ -58,7 +56,7 @@ class _Lowering:
                 continue
             name = self.fresh("scale")
             full = np.broadcast_to(term.factor.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
-            self.nodes[name] = nir.Scale(scale=np.ascontiguousarray(full, np.float32), metadata={KEY: {"role": "amplitude"}})
+            self.nodes[name] = nir.Scale(scale=np.ascontiguousarray(full, np.float32), metadata=NodeMeta(role="amplitude").as_metadata())
             self.edges.append((term.node, name))
             names.append(name)
         return names
@@ -79,7 +77,7 @@ class _Lowering:
     def lower_node(self, ann) -> None:
         op, terms = ann.op, [t for i in ann.inputs for t in self.terms[i]]
         in_shape = self.graph.shape_of(ann.inputs[0])
-        meta = {KEY: {"onnx_node": ann.onnx_node}}
+        meta = NodeMeta(onnx_node=ann.onnx_node)
         if isinstance(op, Add):
             self.terms[ann.name] = terms
             return
@@ -101,7 +99,7 @@ class _Lowering:
             new = _copy(op)
             out_factor = None if factor is None else _propagate_factor(op, factor, in_shape)
         name = self.fresh(kind)
-        new.metadata = meta
+        new.metadata = meta.as_metadata()
         self.nodes[name] = new
         for term in terms:
             self.edges.append((term.node, name))
@@ -111,25 +109,21 @@ class _Lowering:
         op: Activation = ann.op
         threshold = np.asarray(op.threshold, np.float32)
         per_neuron = np.broadcast_to(threshold.reshape((-1,) + (1,) * (len(in_shape) - 1)) if threshold.ndim else threshold, in_shape)
-        schedule = getattr(self.model, "SCHEDULE", None)
-        schedule_options = {k: self.neuron_options[k] for k in SCHEDULE_OPTIONS if k in self.neuron_options}
-        model_options = {k: v for k, v in self.neuron_options.items() if k not in SCHEDULE_OPTIONS}
-        params = self.model.parameters(per_neuron, **model_options)
-        name = self.fresh(self.model.NAME)
-        meta[KEY].update(
-            neuron=self.model.NAME, reset="subtract", max_spikes_per_step=int(params.max_spikes),
-            v_init=np.ascontiguousarray(np.broadcast_to(params.v_init, in_shape), np.float32),
-            activation=op.kind, threshold=np.atleast_1d(threshold), levels=int(op.levels or 0),
-        )
-        if schedule is not None:  # a two-phase neuron (toolchain/neurons/two_phase.py)
-            meta[KEY].update(schedule="two_phase", fire_rule=schedule["rule"],
-                             cycle=int(schedule_options.get("cycle", schedule["cycle"])), seed=int(schedule_options.get("seed", 0)))
-        elif getattr(self.model, "PERMUTED", False):  # IF over the window, then a permuted replay
-            meta[KEY].update(schedule="permuted", cycle=0, seed=int(schedule_options.get("seed", 0)))
+        options = self.neuron_options
+        params = self.model.parameters(per_neuron, **{k: options[k] for k in self.model.parameter_options})
+        name = self.fresh(self.model.name)
+        meta.neuron, meta.reset, meta.max_spikes_per_step = self.model.name, "subtract", int(params.max_spikes)
+        meta.v_init = np.ascontiguousarray(np.broadcast_to(params.v_init, in_shape), np.float32)
+        meta.activation, meta.threshold, meta.levels = op.kind, np.atleast_1d(threshold), int(op.levels or 0)
+        meta.schedule = self.model.schedule
+        if self.model.family == "two_phase":
+            meta.fire_rule, meta.cycle = self.model.fire_rule, int(options.get("cycle", self.model.cycle))
+        if "seed" in options:
+            meta.seed = int(options["seed"])
         self.nodes[name] = nir.IF(
             r=np.ones(in_shape, np.float32),
             v_threshold=np.ascontiguousarray(np.broadcast_to(params.unit_threshold, in_shape), np.float32),
-            v_reset=np.zeros(in_shape, np.float32), metadata=meta,
+            v_reset=np.zeros(in_shape, np.float32), metadata=meta.as_metadata(),
         )
         self.connect(name, terms, in_shape)
         per_spike = params.unit_threshold if op.amplitude is None else np.reshape(op.amplitude, (-1,) + (1,) * (len(in_shape) - 1))
@@ -149,10 +143,10 @@ class _Lowering:
             place[offset + np.arange(shape[0]), np.arange(shape[0])] = 1.0 if factor is None else factor
             offset += shape[0]
             if len(shape) == 1:
-                node = nir.Affine(weight=place, bias=np.zeros(total, np.float32), metadata=meta)
+                node = nir.Affine(weight=place, bias=np.zeros(total, np.float32), metadata=meta.as_metadata())
             else:
                 node = nir.Conv2d(input_shape=shape[1:], weight=place[:, :, None, None], stride=1, padding=0,
-                                  dilation=1, groups=1, bias=np.zeros(total, np.float32), metadata=meta)
+                                  dilation=1, groups=1, bias=np.zeros(total, np.float32), metadata=meta.as_metadata())
             name = self.fresh("concat")
             self.nodes[name] = node
             for term in terms:
@@ -162,14 +156,12 @@ class _Lowering:
 
     def finish(self) -> nir.NIRGraph:
         out_shape = self.graph.shape_of(self.graph.output)
-        self.nodes["readout"] = nir.I(r=np.ones(out_shape, np.float32), metadata={KEY: {"role": "readout"}})
+        self.nodes["readout"] = nir.I(r=np.ones(out_shape, np.float32), metadata=NodeMeta(role="readout").as_metadata())
         self.connect("readout", self.terms[self.graph.output], out_shape)
         self.nodes["output"] = nir.Output(output_type={"output": np.array(out_shape)})
         self.edges.append(("readout", "output"))
-        metadata = {KEY: {
-            "version": toolchain.__version__, "neuron": self.model.NAME, "source": self.graph.source,
-            "notes": "\n".join(self.graph.notes),
-        }}
+        metadata = GraphMeta(version=toolchain.__version__, neuron=self.model.name, source=self.graph.source,
+                             notes="\n".join(self.graph.notes)).as_metadata()
         return nir.NIRGraph(nodes=self.nodes, edges=self.edges, metadata=metadata, type_check=False)
 
 
@@ -209,4 +201,4 @@ def lower_to_nir(graph: AnnGraph, neuron: str = "if", neuron_options: dict | Non
     lowering = _Lowering(graph, neuron, neuron_options or {})
     for ann in graph.nodes.values():
         lowering.lower_node(ann)
-    return lowering.finish()
+    return verify_nir(lowering.finish())

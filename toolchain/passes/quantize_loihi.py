@@ -24,8 +24,12 @@ from __future__ import annotations
 import nir
 import numpy as np
 
+import dataclasses
+
 from toolchain.errors import SnncError
-from toolchain.nir_conventions import KEY, snnc_metadata
+from toolchain.ir.metadata import NodeMeta, with_meta
+from toolchain.ir.order import successors, topological_order
+from toolchain.ir.verify import verify_nir
 
 MAX_EXP = 7
 THRESHOLD_LIMIT = 2.0**16
@@ -63,11 +67,9 @@ def _pool_area(node) -> float:
 
 class _Quantizer:
     def __init__(self, graph: nir.NIRGraph):
-        from targets.reference.runtime import _topological_order
-
         self.graph = graph
-        self.order, self.preds = _topological_order(graph)
-        self.succs = {n: [d for s, d in graph.edges if s == n] for n in graph.nodes}
+        self.order, self.preds = topological_order(graph)
+        self.succs = successors(graph)
         self.errors: dict[str, float] = {}
 
     def upstream_gain(self, name: str) -> float:
@@ -121,7 +123,7 @@ class _Quantizer:
         node = self.graph.nodes[consumer]
         spiking = isinstance(node, nir.IF)
         # The largest threshold a neuron compares with: λ = m·θ_u (what expanded group members use).
-        theta = float(np.max(node.v_threshold)) * int(snnc_metadata(node).get("max_spikes_per_step", 1)) if spiking else 0.0
+        theta = float(np.max(node.v_threshold)) * NodeMeta.of(node).max_spikes_per_step if spiking else 0.0
         paths = self.paths_into(consumer)
         chip = [(w, g) for w, g in paths if not self.reads_input(w)]
         if chip:
@@ -160,7 +162,7 @@ class _Quantizer:
             self.errors[name] = float(np.linalg.norm(quantized / synaptic - weights) / max(np.linalg.norm(weights), 1e-12))
         bias = np.asarray(getattr(node, "bias", np.zeros(1)), np.float64) * scale
         bias = bias if host else np.round(bias)
-        meta = {KEY: {**snnc_metadata(node), "weight_exp": int(exponent), "scale": float(synaptic), "host": bool(host)}}
+        meta = dataclasses.replace(NodeMeta.of(node), weight_exp=int(exponent), scale=float(synaptic), host=bool(host)).as_metadata()
         if isinstance(node, nir.Conv2d):
             return nir.Conv2d(input_shape=node.input_shape, weight=quantized, stride=node.stride, padding=node.padding,
                               dilation=node.dilation, groups=node.groups, bias=bias, metadata=meta)
@@ -177,23 +179,21 @@ class _Quantizer:
                 nodes[name] = nir.SumPool2d(kernel_size=node.kernel_size, stride=node.stride, padding=node.padding, metadata=node.metadata)
             elif isinstance(node, nir.IF):
                 scale = self.quantize_consumer(name, nodes)
-                meta = snnc_metadata(node)
+                meta = NodeMeta.of(node)
                 unit = 2 * np.round(np.asarray(node.v_threshold, np.float64) * scale / 2)
                 if (unit <= 0).any():
                     raise SnncError(f"layer '{name}': its threshold rounds to 0 at Loihi precision; check the layer's weights")
-                v_init = unit * (np.asarray(meta.get("v_init", 0.0), np.float64) / np.asarray(node.v_threshold, np.float64))
-                nodes[name] = nir.IF(r=node.r, v_threshold=unit, v_reset=node.v_reset,
-                                     metadata={KEY: {**meta, "v_init": np.round(v_init), "scale": float(scale)}})
+                v_init = unit * (np.asarray(meta.v_init, np.float64) / np.asarray(node.v_threshold, np.float64))
+                quantized = dataclasses.replace(meta, v_init=np.round(v_init), scale=float(scale))
+                nodes[name] = nir.IF(r=node.r, v_threshold=unit, v_reset=node.v_reset, metadata=quantized.as_metadata())
             elif isinstance(node, nir.I):
                 self.quantize_consumer(name, nodes)
-        metadata = {KEY: {**self.graph.metadata.get(KEY, {}), "precision": "loihi",
-                          "weight_error": {k: v for k, v in self.errors.items()}}}
-        return nir.NIRGraph(nodes=nodes, edges=list(self.graph.edges), metadata=metadata, type_check=False)
+        metadata = with_meta(self.graph, precision="loihi", weight_error=dict(self.errors))
+        return verify_nir(nir.NIRGraph(nodes=nodes, edges=list(self.graph.edges), metadata=metadata, type_check=False))
 
 
 def quantize_loihi(graph: nir.NIRGraph) -> nir.NIRGraph:
     """The float SNN graph → the same network with Loihi-precision integer parameters (see module doc)."""
-    if any(isinstance(n, nir.IF) and int(snnc_metadata(n).get("max_spikes_per_step", 1)) > 1
-           and "group" in snnc_metadata(n) for n in graph.nodes.values()):
+    if any(isinstance(n, nir.IF) and NodeMeta.of(n).group for n in graph.nodes.values()):
         raise SnncError("quantize group neurons before expanding them (quantize_loihi, then expand_group_neurons)")
     return _Quantizer(graph).run()

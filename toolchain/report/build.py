@@ -7,9 +7,10 @@ import importlib.metadata
 import nir
 import numpy as np
 
-from targets.reference import RunResult
+from targets.result import RunResult
 from toolchain.costs import Structure, synaptic_operations
-from toolchain.nir_conventions import snnc_metadata
+from toolchain.ir.metadata import NodeMeta
+from toolchain.ir.order import topological_order
 
 
 def versions() -> dict[str, str]:
@@ -31,28 +32,22 @@ def _plain(value):
 def layer_table(graph: nir.NIRGraph) -> list[dict]:
     """One row per spiking layer (a group neuron's members form one layer): origin, threshold λ, size."""
     rows = {}
-    for name in _names_in_order(graph):
+    for name in topological_order(graph)[0]:
         node = graph.nodes[name]
         if not isinstance(node, nir.IF):
             continue
-        meta = snnc_metadata(node)
-        layer = str(meta.get("group", name))
+        meta = NodeMeta.of(node)
+        layer = meta.group or name
         neurons = int(np.prod(np.shape(node.v_threshold)))
         if layer in rows:
             rows[layer]["neurons"] += neurons
             continue
         rows[layer] = {
-            "name": layer, "onnx_node": str(meta.get("onnx_node", "")), "neuron": str(meta.get("neuron", "nir-if")),
-            "activation": str(meta.get("activation", "")), "threshold": _plain(meta.get("threshold", node.v_threshold)),
-            "levels": int(meta.get("levels", 0)), "neurons": neurons,
+            "name": layer, "onnx_node": meta.onnx_node, "neuron": meta.neuron or "nir-if",
+            "activation": meta.activation, "threshold": _plain(node.v_threshold if meta.threshold is None else meta.threshold),
+            "levels": meta.levels, "neurons": neurons,
         }
     return list(rows.values())
-
-
-def _names_in_order(graph: nir.NIRGraph) -> list[str]:
-    from targets.reference.runtime import _topological_order
-
-    return _topological_order(graph)[0]
 
 
 def target_entry(result: RunResult, labels: np.ndarray, timesteps: list[int], ann_predictions: np.ndarray) -> dict:

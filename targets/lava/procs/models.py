@@ -11,9 +11,9 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from targets.lava.procs.processes import (
     CurrentSource, DelayLine, Multiply, PermutedIFNeuron, Readout, SoftResetNeuron, TwoPhaseNeuron,
 )
-from toolchain.neurons import if_permuted, two_phase
-
-POTENTIAL_LIMIT = 2**23 - 1
+from toolchain.ir.metadata import LOIHI_POTENTIAL_LIMIT as POTENTIAL_LIMIT
+from toolchain.neurons import permuted, two_phase
+from toolchain.neurons.soft_reset import fire
 
 
 def _window(model) -> tuple[int, int]:
@@ -44,16 +44,8 @@ class PyCurrentSourceFixed(_CurrentSourceModel):
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
 
 
-def _float_spikes(v, threshold, max_spikes):
-    return np.clip(np.floor(v / threshold), 0, max_spikes)
-
-
-def _fixed_spikes(v, threshold, max_spikes):
-    return np.clip(np.floor_divide(v, threshold), 0, max_spikes).astype(np.int32)
-
-
 class _SoftResetNeuronModel(PyLoihiProcessModel):
-    spike_count = None  # _float_spikes or _fixed_spikes, by precision
+    spike_dtype = None  # float or np.int32, by precision
 
     def integrate(self, a, k: int, step: int, max_spikes: int):
         """The soft-reset IF step (toolchain.neurons.step): reset at a window's start, add, fire, subtract."""
@@ -62,9 +54,8 @@ class _SoftResetNeuronModel(PyLoihiProcessModel):
         self.v[:] = self.v + a + self.bias
         if self.proc_params["saturate"]:
             np.clip(self.v, -POTENTIAL_LIMIT, POTENTIAL_LIMIT, out=self.v)
-        n = type(self).spike_count(self.v, self.threshold, max_spikes)
-        self.v[:] = self.v - n * self.threshold
-        return n
+        n = fire(self.v, self.threshold, max_spikes, np.empty_like(self.v))
+        return n.astype(self.spike_dtype)
 
     def run_spk(self):
         k, step = _window(self)
@@ -85,7 +76,7 @@ class PySoftResetNeuronFloat(_SoftResetNeuronModel):
     threshold: np.ndarray = LavaPyType(np.ndarray, float)
     bias: np.ndarray = LavaPyType(np.ndarray, float)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    spike_count = _float_spikes
+    spike_dtype = float
 
 
 @implements(proc=SoftResetNeuron, protocol=LoihiProtocol)
@@ -99,7 +90,7 @@ class PySoftResetNeuronFixed(_SoftResetNeuronModel):
     threshold: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    spike_count = _fixed_spikes
+    spike_dtype = np.int32
 
 
 class _ReadoutModel(PyLoihiProcessModel):
@@ -263,7 +254,7 @@ class PyTwoPhaseNeuronFixed(_TwoPhaseNeuronModel):
 
 
 class _PermutedIFNeuronModel(_SoftResetNeuronModel):
-    """Records the IF spikes of window k, replays them during window k+1 in the order if_permuted.permutation."""
+    """Records the IF spikes of window k, replays them during window k+1 in the order permuted.permutation."""
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -275,7 +266,7 @@ class _PermutedIFNeuronModel(_SoftResetNeuronModel):
         period = self.proc_params["period"]
         if k >= 0 and step == 0:
             if k > 0:
-                order = if_permuted.permutation(self.proc_params["seed"], self.proc_params["layer"], k - 1, period, self.threshold.shape)
+                order = permuted.permutation(self.proc_params["seed"], self.proc_params["layer"], k - 1, period, self.threshold.shape)
                 self.replay = np.take_along_axis(self.recorded, order, axis=0)
             self.recorded = np.zeros((period, *self.threshold.shape), self.s_out_type)
         n = self.integrate(self.a_in.recv(), k, step, 1)
@@ -292,7 +283,7 @@ class _PermutedIFNeuronModel(_SoftResetNeuronModel):
 @tag("floating_pt")
 class PyPermutedIFNeuronFloat(_PermutedIFNeuronModel):
     s_out_type = np.float64
-    spike_count = _float_spikes
+    spike_dtype = float
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
@@ -307,7 +298,7 @@ class PyPermutedIFNeuronFloat(_PermutedIFNeuronModel):
 @tag("fixed_pt")
 class PyPermutedIFNeuronFixed(_PermutedIFNeuronModel):
     s_out_type = np.int32
-    spike_count = _fixed_spikes
+    spike_dtype = np.int32
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
     v: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)

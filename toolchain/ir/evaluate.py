@@ -1,5 +1,5 @@
-"""Evaluate a canonical ANN graph with the reference runtime's kernels (the import check against onnxruntime,
-and the networks that calibration compares)."""
+"""The canonical ANN graph evaluated with the shared linear kernels: the import check against onnxruntime, and the
+networks that calibration compares."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from targets.reference.runtime import ReferenceRuntime
-from toolchain.graph import Activation, Add, AnnGraph, Concat, LINEAR_OPS, Node
+from toolchain.graph import LINEAR_OPS, Activation, Add, AnnGraph, Concat, Node
+from toolchain.ir.kernels import apply_linear, linear_parameters
+from toolchain.neurons import qcfs
 
 ActivationFunction = Callable[[Node, torch.Tensor], torch.Tensor]
+
+
+def per_channel(value, x: torch.Tensor) -> torch.Tensor:
+    """A scalar or per-channel value shaped to broadcast over a batch x (B, C, ...)."""
+    value = torch.as_tensor(np.asarray(value, np.float32))
+    return value.reshape((-1,) + (1,) * (x.ndim - 2)) if value.ndim else value
 
 
 def apply_activation(node: Node, x: torch.Tensor) -> torch.Tensor:
@@ -19,16 +26,10 @@ def apply_activation(node: Node, x: torch.Tensor) -> torch.Tensor:
     op: Activation = node.op
     if op.kind == "relu" and op.threshold is None:
         return torch.relu(x)
-    threshold = _per_channel(op.threshold, x)
+    threshold = per_channel(op.threshold, x)
     if op.kind == "qcfs":
-        step = (threshold if op.amplitude is None else _per_channel(op.amplitude, x)) / op.levels
-        return step * torch.clamp(torch.floor(x * op.levels / threshold + 0.5), 0, op.levels)
+        return qcfs(x, threshold, op.levels, None if op.amplitude is None else per_channel(op.amplitude, x))
     return torch.minimum(torch.relu(x), threshold)
-
-
-def _per_channel(value, x: torch.Tensor) -> torch.Tensor:
-    value = torch.as_tensor(np.asarray(value, np.float32))
-    return value.reshape((-1,) + (1,) * (x.ndim - 2)) if value.ndim else value
 
 
 def node_values(graph: AnnGraph, x: np.ndarray, activation: ActivationFunction = apply_activation,
@@ -46,7 +47,7 @@ def node_values(graph: AnnGraph, x: np.ndarray, activation: ActivationFunction =
             elif isinstance(node.op, Concat):
                 values[node.name] = torch.cat(inputs, dim=1)
             elif isinstance(node.op, LINEAR_OPS):
-                values[node.name] = ReferenceRuntime._linear(node.op, ReferenceRuntime._tensors_of(node.op), inputs[0])
+                values[node.name] = apply_linear(node.op, linear_parameters(node.op), inputs[0])
             else:
                 raise TypeError(f"node {node.name} has non-canonical op {type(node.op).__name__}")
             if node.name == until:

@@ -1,0 +1,8 @@
+"""snnc's Python API: `snnc.compile(model.onnx, neuron=..., data=...)` → a CompiledNetwork (toolchain/api.py)."""
+
+from targets.result import RunResult
+from toolchain import __version__
+from toolchain.api import CompiledNetwork, compile, run_nir_file
+from toolchain.options import CompileOptions
+
+__all__ = ["CompileOptions", "CompiledNetwork", "RunResult", "__version__", "compile", "run_nir_file"]

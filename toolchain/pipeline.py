@@ -1,0 +1,92 @@
+"""The pass order, written once: ONNX → canonical ANN graph → calibrated ANN graph → one NIR network per time step
+count and precision. The CLI, the Python API, the benchmarks and the tests all build networks through here.
+
+    frontend     load_onnx → import_onnx                       (toolchain/frontend/)
+    canonicalise remove_identities → recognise_activations → fold_channel_affine
+    calibrate    calibrate_thresholds (plain ReLU: percentile, or each channel's maximum for training-free models)
+                 → calibrate_distribution per T (distribution-aware models whose levels differ from T)
+    lower        lower_to_nir → quantize_loihi (per precision) → expand_group_neurons (binary targets)
+
+Every pass ends by verifying its output (`toolchain.graph.verify`, `toolchain.ir.verify.verify_nir`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import nir
+import numpy as np
+import onnx
+
+from toolchain.frontend import import_onnx, load_onnx
+from toolchain.graph import Activation, AnnGraph
+from toolchain.options import CompileOptions
+from toolchain.passes import (
+    calibrate_distribution, calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir, quantize_loihi,
+)
+
+DA_CALIBRATION_SAMPLES = 512  # enough for per-channel means; bounds the memory of the calibration passes
+
+
+@dataclass
+class Imported:
+    """A model as the frontend read it: the ONNX model (for onnxruntime) and its canonical ANN graph."""
+
+    path: Path
+    model: onnx.ModelProto
+    graph: AnnGraph
+
+
+def import_model(path, maxpool: str = "error") -> Imported:
+    """Load, check and import an ONNX file into its canonical ANN graph."""
+    path = Path(path)
+    model = load_onnx(path)
+    return Imported(path, model, canonicalise(import_onnx(path, maxpool, model=model)))
+
+
+def _has_relu(graph: AnnGraph) -> bool:
+    return any(isinstance(n.op, Activation) and n.op.kind == "relu" for n in graph.nodes.values())
+
+
+def calibrate(imported: Imported, calibration: np.ndarray, options: CompileOptions) -> AnnGraph:
+    """Thresholds for every activation. Distribution-aware models on plain-ReLU networks take the training-free
+    path: per-channel maxima as thresholds, then distribution-aware calibration for every T (methods.md §6.2)."""
+    graph = copy.deepcopy(imported.graph)
+    if options.model.distribution_aware and _has_relu(graph):
+        graph = calibrate_thresholds(graph, imported.model, calibration, 100.0, True, options.threads)
+        graph.notes.append(f"plain-ReLU model with {options.neuron} neurons: per-channel maximum thresholds, "
+                           "then distribution-aware calibration")
+        return graph
+    return calibrate_thresholds(graph, imported.model, calibration, options.percentile, options.per_channel, options.threads)
+
+
+def calibrated_steps(graph: AnnGraph, options: CompileOptions) -> list[int]:
+    """The T's that need their own distribution-aware calibration: every T on the training-free path (a plain-ReLU
+    network), else the T's that differ from a layer's QCFS level count."""
+    if not options.model.distribution_aware:
+        return []
+    return [t for t in options.timesteps if _has_relu(graph) or any(
+        isinstance(n.op, Activation) and n.op.levels != t for n in graph.nodes.values())]
+
+
+def lower(graph: AnnGraph, options: CompileOptions) -> dict[str, nir.NIRGraph]:
+    """The SNN at every precision the targets run; graded neurons as binary members when the form is expanded."""
+    compact = lower_to_nir(graph, options.neuron, options.neuron_options)
+    finish = expand_group_neurons if options.group_form() == "expanded" else (lambda g: g)
+    return {precision: finish(quantize_loihi(compact) if precision == "loihi" else compact)
+            for precision in options.precisions()}
+
+
+def build_networks(graph: AnnGraph, calibration: np.ndarray, options: CompileOptions) -> dict[int, dict[str, nir.NIRGraph]]:
+    """networks[T][precision]: one network shared by every T, except where T is part of the calibration."""
+    steps = calibrated_steps(graph, options)
+    shared = lower(graph, options) if len(steps) < len(options.timesteps) else None
+    rule = options.neuron_options.get("parallel_calibration", "search")
+    networks = {t: lower(calibrate_distribution(copy.deepcopy(graph), calibration[:DA_CALIBRATION_SAMPLES], t, rule), options)
+                if t in steps else shared for t in options.timesteps}
+    if steps:
+        graph.notes.append(f"{options.neuron} neurons with distribution-aware calibration for T = {', '.join(map(str, steps))}"
+                           f" (model.nir is the network for T={max(options.timesteps)}; model.t<T>.nir for the others)")
+    return networks
