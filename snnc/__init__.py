@@ -3,6 +3,7 @@
 from targets.result import RunResult
 from toolchain import __version__
 from toolchain.api import CompiledNetwork, compile, run_nir_file
+from toolchain.errors import SnncError
 from toolchain.options import CompileOptions
 
-__all__ = ["CompileOptions", "CompiledNetwork", "RunResult", "__version__", "compile", "run_nir_file"]
+__all__ = ["CompileOptions", "CompiledNetwork", "RunResult", "SnncError", "__version__", "compile", "run_nir_file"]

@@ -7,7 +7,7 @@ import onnx
 from toolchain.errors import SnncError
 from toolchain.frontend import SUPPORTED_OPS, import_onnx, load_onnx
 from toolchain.passes import canonicalise
-from toolchain.report.render import _table
+from toolchain.report.render import table
 
 
 def _shape(value_info: onnx.ValueInfoProto | None) -> str:
@@ -30,13 +30,13 @@ def inspect_model(path: str, maxpool: str = "error") -> str:
             status = "supported" if node.op_type in SUPPORTED_OPS and node.domain in ("", "ai.onnx") else "UNSUPPORTED"
         rows.append([node.name or "(unnamed)", node.op_type, _shape(infos.get(node.output[0])), status])
     lines = [f"{path}: {len(model.graph.node)} nodes, opset "
-             f"{next(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))}", "", *_table(["node", "op", "output shape", "status"], rows)]
+             f"{next(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))}", "", *table(["node", "op", "output shape", "status"], rows)]
     try:
         graph = canonicalise(import_onnx(path, maxpool, model=model))
     except SnncError as err:
         lines += ["", f"conversion: fails: {err}"]
         raise SnncError("\n".join(lines)) from None
-    lines += ["", "canonical graph (what snnc converts):", *_table(
+    lines += ["", "canonical graph (what snnc converts):", *table(
         ["layer", "op", "shape", "from ONNX node"],
         [[n.name, getattr(n.op, "kind", type(n.op).__name__), "x".join(map(str, n.shape)), n.onnx_node] for n in graph.nodes.values()],
     )]

@@ -34,18 +34,18 @@ def html(report: dict) -> str:
     if plots:
         body += ["<h2>Plots</h2>", "<div class='plots'>", *plots, "</div>"]
     if report["targets"]:
-        body += ["<h2>Accuracy per time step</h2>", _table(*accuracy_rows(report)),
-                 "<h2>Spikes per layer</h2>", _table(*spike_rows(report))]
+        body += ["<h2>Accuracy per time step</h2>", table(*accuracy_rows(report)),
+                 "<h2>Spikes per layer</h2>", table(*spike_rows(report))]
     if report.get("checks"):
         body += ["<h2>Cross-target checks</h2>", f"<pre>{escape(chr(10).join(check_lines(report)).strip())}</pre>"]
     body += [_section(section) for section in cost_sections(report)]
-    body += ["<h2>Layers</h2>", _table(*layer_rows(report))]
+    body += ["<h2>Layers</h2>", table(*layer_rows(report))]
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>snnc report: {escape(model['path'])}</title><style>{STYLE}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
     lines = ["".join(f"<td class='number'>{escape(str(c))}</td>" if NUMBER.match(str(c)) else f"<td>{escape(str(c))}</td>"
                      for c in row) for row in rows]
@@ -54,7 +54,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _section(section: Section) -> str:
     notes = "<ul>" + "".join(f"<li>{escape(n)}</li>" for n in section.notes) + "</ul>" if section.notes else ""
-    return f"<h2>{escape(section.title)}</h2><p class='text'>{escape(section.text)}</p>{_table(section.header, section.rows)}{notes}"
+    return f"<h2>{escape(section.title)}</h2><p class='text'>{escape(section.text)}</p>{table(section.header, section.rows)}{notes}"
 
 
 def _plots(report: dict) -> list[str]:

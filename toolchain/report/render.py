@@ -5,7 +5,7 @@ from __future__ import annotations
 from toolchain.report.sections import Section, cost_sections, energy_text
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
     return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *[line(r) for r in rows]]
@@ -54,7 +54,7 @@ def check_lines(report: dict) -> list[str]:
         verdict = "PASSED" if check["passed"] else "FAILED"
         lines += ["", f"check {check['name']} ({check['mode']}, same {check['samples']} samples): {verdict}; "
                       f"predictions agree {100 * check['predictions_agree']:.2f} %, readout gap {check['readout_max_relative_gap']:.2e}",
-                  *_table(["layer", "spikes reference", f"spikes {target}", "agree"],
+                  *table(["layer", "spikes reference", f"spikes {target}", "agree"],
                           [[layer, str(v["reference"]), str(v[target]), "yes" if v["agree"] else "NO"]
                            for layer, v in check["spikes_per_layer"].items()])]
     return lines
@@ -64,7 +64,7 @@ def terminal(report: dict) -> str:
     lines = [f"{report['model']['path']}  neuron={report['neuron']}  data={report['data']['name']} "
              f"({report['data']['test_samples']} test samples)"]
     if report["targets"]:
-        lines += ["", *_table(*accuracy_rows(report)), "", *_table(*spike_rows(report)), *check_lines(report)]
+        lines += ["", *table(*accuracy_rows(report)), "", *table(*spike_rows(report)), *check_lines(report)]
     lines += _cost_summary(report)
     lines += [f"note: {n}" for n in report["notes"]]
     return "\n".join(lines)
@@ -103,20 +103,20 @@ def markdown(report: dict) -> str:
         lines += ["", "## Accuracy per time step", "",
                   "Accuracy after T steps (argmax of the readout's running sum), its difference from the ANN in points, "
                   "and the share of samples where the SNN predicts what the ANN predicts.", "",
-                  *_table(*accuracy_rows(report)), "", "## Spikes per layer", "",
+                  *table(*accuracy_rows(report)), "", "## Spikes per layer", "",
                   "Total spikes over each target's samples and the firing rate (spikes per neuron per time step).", "",
-                  *_table(*spike_rows(report))]
+                  *table(*spike_rows(report))]
     if report.get("checks"):
         lines += ["", "## Cross-target checks", "", "Each check runs the same samples on both sides at the same precision "
                   "(exact: identical spikes, predictions and readout; tolerance: see docs/targets.md).", *check_lines(report)]
     for section in cost_sections(report):
         lines += _markdown_section(section)
-    lines += ["", "## Layers", "", *_table(*layer_rows(report))]
+    lines += ["", "## Layers", "", *table(*layer_rows(report))]
     return "\n".join(lines) + "\n"
 
 
 def _markdown_section(section: Section) -> list[str]:
-    return ["", f"## {section.title}", "", section.text, "", *_table(section.header, section.rows),
+    return ["", f"## {section.title}", "", section.text, "", *table(section.header, section.rows),
             *([""] + [f"- {note}" for note in section.notes] if section.notes else [])]
 
 
