@@ -19,7 +19,8 @@ network with standard nodes only (docs/nir.md, "Portable profile"):
   the steps is snnc's readout (its argmax is the prediction).
 
 Names are kept: the node that emits a layer's spikes has the layer's name (the Threshold), its integrator is
-`<name>_v` and its reset edge `<name>_reset`.
+`<name>_v` and its reset edge `<name>_reset`; each of the three carries `metadata["snnc"]["layer"]`, the layer
+whose spikes it counts (a group neuron's members count for their group).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _split_neuron(name: str, node: nir.IF, nodes: dict, edges: list) -> None:
     shape = threshold.shape
     v_init = np.broadcast_to(np.asarray(meta.get("v_init", 0.0), np.float32), shape)
     fires_at = np.nextafter(threshold - v_init, np.float32(-np.inf), dtype=np.float32)
-    common = {"layer": name, "onnx_node": meta.get("onnx_node", "")}
+    common = {"layer": str(meta.get("group", name)), "onnx_node": meta.get("onnx_node", "")}
     potential, reset = f"{name}_v", f"{name}_reset"
     nodes[potential] = nir.I(r=np.asarray(node.r, np.float32), metadata={KEY: {**common, "role": "potential"}})
     nodes[name] = nir.Threshold(threshold=np.ascontiguousarray(fires_at), metadata={KEY: {**common, "role": "spikes"}})
