@@ -18,6 +18,7 @@ from toolchain.data import check_labels, fit_to_input, load_dataset
 from toolchain.errors import SnncError
 from toolchain.frontend import import_onnx, load_onnx
 from toolchain.nir_conventions import differences, latency_steps, read_graph, windowed_layers
+from toolchain.passes.portable_nir import PORTABLE_FILE, write_portable  # TODO(merge): with the pipeline's writers
 from toolchain.onnx_runtime import predict
 from toolchain.outdir import staged_output
 from toolchain.graph import Activation, AnnGraph
@@ -191,6 +192,8 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
     with staged_output(outdir) as folder:
         written = _write_and_check(snn, folder / "model.nir")
         written_loihi = _write_and_check(loihi, folder / "model_loihi.nir") if loihi is not None else None
+        # TODO(merge): a writer step of the pipeline; the portable profile beside the compact file (docs/nir.md)
+        report["nir_portable"] = write_portable(written, folder / PORTABLE_FILE)
         ann_predictions = predict(model, x, options.threads)
         report["ann"] = {"accuracy": float((ann_predictions == y).mean())}
         report["layers"] = layer_table(written)
