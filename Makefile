@@ -52,7 +52,6 @@ results: setup
 
 # Speed against the dense floor and the peers (docs/performance.md); the peers are benchmark-only, --no-deps.
 bench: setup
-	$(PIP) install --no-deps snntorch==1.0.0
 	$(PY) -m benchmarks.runtime
 
 clean:
