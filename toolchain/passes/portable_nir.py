@@ -7,7 +7,8 @@ network with standard nodes only (docs/nir.md, "Portable profile"):
 - a soft-reset binary neuron of threshold θ and initial potential v₀ is an integrator `I` (r as before) feeding
   a `Threshold`, with a recurrent `Scale(−θ)` edge from the Threshold back into the integrator. A recurrent edge
   carries the previous step's spikes, so the integrator holds snnc's potential before firing, minus v₀: it
-  starts at 0 and fires at θ − v₀ (exact for subtract reset: the potential only ever moves by inputs and by θ).
+  starts at 0 and fires at θ − v₀ (exact for subtract reset: the potential only ever moves by inputs and by θ;
+  in float32 the sums round in another order, so a potential within rounding of θ can fire on one side only).
   snnc fires at v ≥ θ and `Threshold` at v > θ; the threshold is the next float32 below θ − v₀, so that the
   two agree for every float32 potential;
 - group neurons are first expanded into their binary members (`expand_group_neurons`); other neurons that may
