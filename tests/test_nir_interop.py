@@ -24,10 +24,10 @@ from targets.reference import ReferenceRuntime
 from tests.conftest import ZOO
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.errors import SnncError
-from toolchain.frontend import import_onnx
+from toolchain.frontend import import_onnx, load_onnx
 from toolchain.neurons.gn import DEFAULT_TAU
 from toolchain.nir_conventions import KEY
-from toolchain.passes import canonicalise, expand_group_neurons, lower_to_nir
+from toolchain.passes import calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir
 from toolchain.passes.portable_nir import portable_nir
 
 nir_exchange = pytest.importorskip(
@@ -220,3 +220,24 @@ def test_windowed_neurons_have_no_portable_form():
     ann = canonicalise(import_onnx(ZOO / "digits_cnn_qcfs8.onnx", "error"))
     with pytest.raises(SnncError, match="layer 'parallel1': parallel neurons fire from their whole window"):
         portable_nir(lower_to_nir(ann, "parallel"))
+
+
+def test_average_pooling_before_a_neuron_becomes_sum_pooling_and_a_scale(tmp_path, digits, with_nir_equations):
+    """No weights follow this pooling to fold 1/k² into, so the portable graph scales the sums (a torch export)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AvgPool2d(2), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    onnx_path = tmp_path / "pooled.onnx"
+    torch.onnx.export(net, (torch.from_numpy(digits[:2]),), str(onnx_path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "b"}})
+    ann = calibrate_thresholds(canonicalise(import_onnx(onnx_path, "error")), load_onnx(onnx_path), digits, 99.9, False, 1)
+    compact = lower_to_nir(ann, "if")
+    path = tmp_path / "model.portable.nir"
+    nir.write(str(path), portable_nir(compact))
+    portable = nir.read(str(path))
+    assert isinstance(portable.nodes["pool1"], nir.SumPool2d) and ("pool1", "pool1_mean") in map(tuple, portable.edges)
+
+    ours = ReferenceRuntime(compact).run(digits, TIMESTEPS)
+    spikes, readout = _run(_load_spikingjelly(path), digits, {"if1": "if1", "if2": "if2"})
+
+    assert spikes == ours.spikes and all(count > 0 for count in spikes.values())
+    np.testing.assert_allclose(readout, ours.readout, rtol=1e-5, atol=1e-4)

@@ -33,6 +33,7 @@ import nir
 import numpy as np
 
 from toolchain.errors import SnncError
+from toolchain.graph import conv_output_hw
 from toolchain.nir_conventions import KEY, differences, snnc_metadata, windowed_layers
 from toolchain.passes.expand_group_neurons import expand_group_neurons
 
@@ -50,7 +51,7 @@ def portable_nir(graph: nir.NIRGraph) -> nir.NIRGraph:
         elif isinstance(node, nir.AvgPool2d):
             _sum_pool(name, node, nodes, edges)
         elif isinstance(node, nir.I) and snnc_metadata(node).get("role") == "readout":
-            _drop_readout(name, node, nodes, edges)
+            _drop_readout(name, nodes, edges)
     metadata = {KEY: {**graph.metadata.get(KEY, {}), "profile": PROFILE}}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
 
@@ -95,9 +96,26 @@ def _sum_pool(name: str, node: nir.AvgPool2d, nodes: dict, edges: list) -> None:
         weighted = nodes[target]  # a new node: the compact graph's stays as it was
         nodes[target] = dataclasses.replace(weighted, weight=np.ascontiguousarray(np.asarray(weighted.weight, np.float32) * factor))
         return
-    mean = f"{name}_mean"  # one factor for every element, broadcast as NIR's Scale multiplies elementwise
-    nodes[mean] = nir.Scale(scale=np.array([factor], np.float32), metadata={KEY: {"role": "mean"}})
+    mean = f"{name}_mean"
+    nodes[mean] = nir.Scale(scale=np.full(_output_shape(name, nodes, edges), factor, np.float32), metadata={KEY: {"role": "mean"}})
     edges[:] = [(mean, d) if s == name else (s, d) for s, d in edges] + [(name, mean)]
+
+
+def _output_shape(name: str, nodes: dict, edges: list) -> tuple[int, ...]:
+    """The per-sample shape a neuron, convolution, scale or pooling node hands on (what an image pooling reads)."""
+    node = nodes[name]
+    for field in ("threshold", "v_threshold", "scale"):
+        if hasattr(node, field):
+            return np.shape(getattr(node, field))
+    if isinstance(node, nir.Conv2d):
+        weight = np.shape(node.weight)
+        return (weight[0], *conv_output_hw(node.input_shape, weight[2:], node.stride, node.padding, node.dilation))
+    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        channels, *hw = _output_shape(next(s for s, d in edges if d == name), nodes, edges)
+        window = [np.broadcast_to(np.asarray(f).reshape(-1), 2) for f in (node.kernel_size, node.stride, node.padding)]
+        return (channels, *conv_output_hw(hw, *window, (1, 1)))
+    raise SnncError(f"node '{name}': a {type(node).__name__} before an average pooling that no weights follow; "
+                    "the portable profile cannot size the pooling's Scale")
 
 
 def _weights_after(name: str, nodes: dict, edges: list) -> str | None:
@@ -115,17 +133,11 @@ def _weights_after(name: str, nodes: dict, edges: list) -> str | None:
         current = targets[0]
 
 
-def _drop_readout(name: str, node: nir.I, nodes: dict, edges: list) -> None:
-    """The Output takes the readout's input (times its gain where that is not 1)."""
+def _drop_readout(name: str, nodes: dict, edges: list) -> None:
+    """The Output takes the readout's input (snnc's readout integrates with r = 1)."""
     del nodes[name]
     sources, targets = [s for s, d in edges if d == name], [d for s, d in edges if s == name]
-    edges[:] = [(s, d) for s, d in edges if name not in (s, d)]
-    if not np.all(np.asarray(node.r) == 1):
-        gain = f"{name}_gain"
-        nodes[gain] = nir.Scale(scale=np.asarray(node.r, np.float32), metadata={KEY: {"role": "readout_gain"}})
-        edges += [(s, gain) for s in sources]
-        sources = [gain]
-    edges += [(s, d) for s in sources for d in targets]
+    edges[:] = [(s, d) for s, d in edges if name not in (s, d)] + [(s, d) for s in sources for d in targets]
 
 
 PORTABLE_FILE = "model.portable.nir"
