@@ -11,7 +11,9 @@ to each loader as the modules `NIR_EQUATIONS` below, written from NIR 1.0.8's eq
 everything else (convolutions, linear layers, sum pooling, flatten, the graph executor with its recurrent edges)
 is the consumer's own. Their own bugs are worked around here and reported as theirs in docs/nir.md:
 snnTorch and Norse flatten the batch dimension (NIR's Flatten dims count from the first per-sample dim), and
-the deprecated `nirtorch.load` that Norse uses returns the last node of its traversal, not the Output.
+the deprecated `nirtorch.load` that Norse uses returns the last node of its traversal, not the Output, and runs
+nodes in depth-first order: where branches meet (expanded group neurons) that is not exact, and the test asserts
+that documented difference instead.
 """
 
 import nir
