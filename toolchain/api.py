@@ -31,6 +31,7 @@ from toolchain.ir.read import read_graph
 from toolchain.onnx_runtime import predict
 from toolchain.options import CompileOptions, parse_timesteps
 from toolchain.outdir import staged_output
+from toolchain.passes.portable_nir import PORTABLE_FILE, write_portable
 from toolchain.pipeline import Imported, build_networks, calibrate, import_model
 from toolchain.report import compare_runs, layer_table, terminal, versions, write_reports
 from targets.result import RunResult
@@ -124,8 +125,8 @@ class CompiledNetwork:
         return write_graph(self._networks_at(precision)[max(self.options.timesteps)], Path(path))
 
     def save(self, outdir, echo=print) -> dict:
-        """Write OUTDIR whole or not at all: model.nir (model_loihi.nir, model.t<T>.nir where they differ), the
-        target files and report.json/.md/.html. Everything reported runs on the networks read back from the files."""
+        """Write OUTDIR whole or not at all: model.nir (model_loihi.nir, model.t<T>.nir where they differ),
+        model.portable.nir for other NIR tools (docs/nir.md), the target files and report.json/.md/.html. Everything reported runs on the networks read back from the files."""
         largest = max(self.options.timesteps)
         with staged_output(outdir) as folder:
             for precision, suffix in (("float", ""), ("loihi", "_loihi")):
@@ -138,6 +139,7 @@ class CompiledNetwork:
                     nets[precision] = written if is_shared else write_graph(nets[precision], folder / f"model{suffix}.t{t}.nir")
             self.__dict__.pop("report", None)
             report = self.report
+            report["nir_portable"] = write_portable(self.nir, folder / PORTABLE_FILE)
             for target in self.options.target_list():
                 section = target.export(folder, self.nir, self.options.target_options)
                 if section is not None:

@@ -19,7 +19,9 @@ written through `NodeMeta`; the graph carries `GraphMeta`. The fields are the ke
 | seed                 | IF         | seed of the random draws (`tpp`, `if-permuted`)                     |
 | group, member(s)     | IF         | an expanded group neuron's layer name, member index and count       |
 | scale                | IF         | Loihi precision: integer units per ANN unit at this layer's input   |
-| role                 | I, Scale   | `readout` (the integrator summing the last layer), `amplitude`      |
+| role                 | I, Scale   | `readout` (the integrator summing the last layer), `amplitude`;     |
+|                      |            | portable profile: `potential`, `spikes`, `reset`, `mean`            |
+| layer                | portable   | the layer whose spikes a portable node counts                       |
 | weight_exp, host     | weighted   | Loihi precision: weights × 2^weight_exp; computed on the host       |
 | onnx_node            | any        | the ONNX node the NIR node came from                                |
 
@@ -97,6 +99,7 @@ class NodeMeta:
     members: int = 0
     scale: float = 0.0
     role: str = ""
+    layer: str = ""
     weight_exp: int = 0
     host: bool = False
     onnx_node: str = ""
@@ -104,7 +107,7 @@ class NodeMeta:
 
     TYPES = {"neuron": str, "reset": str, "v_init": Any, "max_spikes_per_step": int, "activation": str, "threshold": Any,
              "levels": int, "schedule": str, "fire_rule": str, "cycle": int, "seed": int, "group": str, "member": int,
-             "members": int, "scale": float, "role": str, "weight_exp": int, "host": bool, "onnx_node": str}
+             "members": int, "scale": float, "role": str, "layer": str, "weight_exp": int, "host": bool, "onnx_node": str}
 
     @classmethod
     def of(cls, node: nir.NIRNode) -> "NodeMeta":
@@ -113,11 +116,6 @@ class NodeMeta:
     def as_metadata(self) -> dict:
         """The node's `metadata` value."""
         return {KEY: _as_dict(self)}
-
-    @property
-    def layer(self) -> str:
-        """The layer a node reports under: an expanded group neuron's members report as their group."""
-        return self.group
 
     @property
     def subtracts(self) -> bool:
@@ -139,10 +137,11 @@ class GraphMeta:
     notes: str = ""
     precision: str = "float"
     gn_form: str = ""
+    profile: str = ""
     weight_error: Any = None
     extra: dict = field(default_factory=dict)
 
-    TYPES = {"version": str, "neuron": str, "source": str, "notes": str, "precision": str, "gn_form": str, "weight_error": Any}
+    TYPES = {"version": str, "neuron": str, "source": str, "notes": str, "precision": str, "gn_form": str, "profile": str, "weight_error": Any}
 
     @classmethod
     def of(cls, graph: nir.NIRGraph) -> "GraphMeta":
