@@ -138,13 +138,13 @@ class ReferenceRuntime:
             raise SnncError(f"NIR graph has {len(inputs)} Input and {len(outputs)} Output nodes; snnc runs graphs with one of each")
         self.input, self.output = inputs[0], outputs[0]
         self.precision = str((graph.metadata.get("snnc", {}) if isinstance(graph.metadata, dict) else {}).get("precision", "float"))
-        self.dtype = torch.float64 if self.precision == "loihi" else torch.float32
+        self.dtype = torch.float64 if self.precision in ("loihi", "sanafe") else torch.float32
         self.spiking = [n for n in self.order if isinstance(graph.nodes[n], nir.IF)]
         # Expanded group neurons report as their group: spikes and neurons summed over the members.
         self.layer_of = {n: str(snnc_metadata(graph.nodes[n]).get("group", n)) for n in self.spiking}
         self.params = {name: {**self._tensors_of(node, self.dtype), "layer": name} for name, node in graph.nodes.items()}
         for p in self.params.values():
-            for key in ("threshold", "v_init", "v_reset", "r"):
+            for key in ("threshold", "v_init", "v_reset", "r", "bias"):
                 if key in p:
                     p[key] = _per_neuron_layout(p[key])
         if threads:
@@ -186,6 +186,9 @@ class ReferenceRuntime:
                 "rule": str(meta.get("fire_rule", "deterministic")),
                 "cycle": int(meta.get("cycle", 0)),
                 "seed": int(meta.get("seed", 0)),
+                "sanafe": "delayed" in meta,  # precision sanafe (toolchain/passes/quantize_sanafe.py)
+                "bias": as_tensor(np.broadcast_to(meta.get("bias", 0.0), shape)),
+                "delayed": bool(meta.get("delayed", 0)),
             }
         if isinstance(node, nir.I):
             return {"r": as_tensor(node.r)}
@@ -360,7 +363,8 @@ class ReferenceRuntime:
     def _apply(self, name: str, node, signal: Signal, timesteps: int, first_sample: int) -> Signal:
         p = self.params[name]
         if isinstance(node, nir.IF):
-            kernel = self._two_phase if p["two_phase"] else self._permuted if p["permuted"] else self._neuron
+            kernel = (self._two_phase if p["two_phase"] else self._permuted if p["permuted"]
+                      else self._sanafe_neuron if p["sanafe"] else self._neuron)
             return Signal(kernel(p, signal, timesteps, first_sample), temporal=True)
         if isinstance(node, nir.I):
             data = signal.data if signal.temporal else signal.data.expand(timesteps, *signal.data.shape)
@@ -467,4 +471,28 @@ class ReferenceRuntime:
             else:
                 torch.gt(v, threshold, out=n)
                 torch.where(n.bool(), p["v_reset"], v, out=v)
+        return out
+
+    @staticmethod
+    def _sanafe_neuron(p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:
+        """Spikes (T, B, ...) of a soft-reset IF layer in SANA-FE's arithmetic (toolchain/passes/quantize_sanafe.py):
+        each step the float64 potential is truncated toward zero to a multiple of 1/64, gains the float32 bias and
+        the input, fires above θ and subtracts θ. Spikes from the previous layer arrive one step late; a host
+        current (the analog input's) arrives at once, rounded to float32 as SANA-FE stores it."""
+        x = signal.data
+        batch = x.shape[1] if signal.temporal else x.shape[0]
+        threshold = p["threshold"]
+        v = torch.empty_like(x[0] if signal.temporal else x).copy_(p["v_init"].expand(batch, *threshold.shape))
+        out = _steps_like(v, timesteps)
+        host = None if signal.temporal else x.float().double() + p["bias"]
+        for t in range(timesteps):
+            v.mul_(64).trunc_().div_(64)
+            if host is not None:
+                v += host
+            else:
+                v += p["bias"]
+                if t > 0 or not p["delayed"]:
+                    v += x[t - 1] if p["delayed"] else x[t]
+            torch.gt(v, threshold, out=out[t])
+            v.addcmul_(out[t], threshold, value=-1)
         return out
