@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--lava-samples", type=_positive, default=20, help="samples run through Lava for --target lava (default: 20)")
     comp.add_argument("--lava-tag", default="fixed_pt", choices=LAVA_TAGS,
                       help="Lava ProcessModels: fixed_pt (Loihi precision, checked bit for bit) or floating_pt (default: fixed_pt)")
+    comp.add_argument("--sanafe-samples", type=_positive, default=5, help="samples run through SANA-FE for --target sanafe (default: 5)")  # TODO(merge)
     comp.add_argument("-o", "--output", default="out", help="output folder (default: out); replaced only when the compile succeeds")
     comp.add_argument("--percentile", type=_percentile, default=99.9, help="percentile of ReLU activations used as threshold (default: 99.9)")
     comp.add_argument("--per-channel", action="store_true", help="calibrate ReLU thresholds per channel instead of per layer")
@@ -130,7 +131,7 @@ def _compile(args) -> int:
         data=args.data, percentile=args.percentile, per_channel=args.per_channel,
         calibration_samples=args.calibration_samples, parallel_calibration=args.parallel_calibration, samples=args.samples, maxpool=args.maxpool,
         threads=args.threads, batch_size=args.batch_size, gn_form=args.gn_form, precision=args.precision,
-        lava_samples=args.lava_samples, lava_tag=args.lava_tag,
+        lava_samples=args.lava_samples, lava_tag=args.lava_tag, sanafe_samples=args.sanafe_samples,  # TODO(merge)
         neuron_options=_neuron_options(args),
     )
     report = compile_model(args.model, args.output, options)

@@ -27,7 +27,7 @@ from toolchain.passes import (
 from toolchain.report import compare_runs, layer_table, operations_entry, target_entry, terminal, versions, write_reports
 
 # What each target's neurons can emit per step: graded counts (compact group neurons) or binary spikes only.
-TARGETS = {"reference": "graded", "nir": "binary", "lava": "graded"}
+TARGETS = {"reference": "graded", "nir": "binary", "lava": "graded", "sanafe": "binary"}  # TODO(merge): sanafe target
 GN_FORMS = ("compact", "expanded")
 PRECISIONS = ("float", "loihi")
 DA_CALIBRATION_SAMPLES = 512  # enough for per-channel means; bounds the memory of the calibration passes
@@ -52,10 +52,11 @@ class CompileOptions:
     precision: str = "float"
     lava_samples: int = 20
     lava_tag: str = "fixed_pt"
+    sanafe_samples: int = 5  # TODO(merge): the sanafe target's option
     parallel_calibration: str = "search"
 
     def __post_init__(self):
-        for name in ("calibration_samples", "samples", "threads", "batch_size", "lava_samples"):
+        for name in ("calibration_samples", "samples", "threads", "batch_size", "lava_samples", "sanafe_samples"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
                 raise SnncError(f"{name.replace('_', '-')} must be a whole number, at least 1 (got {value!r})")
@@ -151,6 +152,9 @@ def _levels_differ(graph: AnnGraph, timesteps: int) -> bool:
 
 def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=print) -> dict:
     """Compile an ONNX model into OUTDIR (model.nir, report.json, report.md); return the report."""
+    if "sanafe" in options.targets:  # TODO(merge): the target interface's availability check
+        from targets.sanafe import require
+        require()
     path = Path(model_path)
     model = load_onnx(path)
     graph = canonicalise(import_onnx(path, options.maxpool, model=model))
@@ -204,7 +208,7 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
         float_networks = {t: written if t == largest else net[0] for t, net in networks.items()}
         loihi_networks = {t: written_loihi if t == largest else net[1] for t, net in networks.items()}
         macs = structure_of(written).macs  # the ANN's MACs per layer, from the float network
-        if "reference" in options.targets or "lava" in options.targets:
+        if "reference" in options.targets or "lava" in options.targets or "sanafe" in options.targets:
             chosen = loihi_networks if options.precision == "loihi" else float_networks
             report["targets"]["reference"] = _simulate(chosen, x, y, ann_predictions, options, macs)
             report["targets"]["reference"]["precision"] = options.precision
@@ -216,9 +220,13 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
             entry, check = _lava(lava_graph, x, y, ann_predictions, options)
             report["targets"]["lava"] = entry
             report["checks"].append(check)
+        chips = load_chips()
+        if "sanafe" in options.targets:  # TODO(merge): the sanafe target's run and check
+            entry, check = _sanafe(written, x, y, ann_predictions, options, macs, chips)
+            report["targets"]["sanafe"] = entry
+            report["checks"].append(check)
         if "nir" in options.targets:
             report["nir"] = {"file": "model.nir", "nodes": len(written.nodes), "read_back_identical": True}
-        chips = load_chips()
         if "reference" in report["targets"]:
             report["energy"] = energy_report(report["targets"]["reference"], chips)
         # Graded-spike chips run the network as compiled; binary ones run group neurons as their binary members.
@@ -252,6 +260,26 @@ def _lava(graph: nir.NIRGraph, x, y, ann_predictions, options: CompileOptions) -
                  latency_steps={str(timesteps): latency_steps(graph, timesteps)})
     return entry, compare_runs("lava", lava, reference, options.lava_tag == "fixed_pt")
 
+
+def _sanafe(graph: nir.NIRGraph, x, y, ann_predictions, options: CompileOptions, macs: dict[str, int], chips: dict) -> tuple[dict, dict]:
+    """TODO(merge): the sanafe target's run. The first --sanafe-samples samples on SANA-FE and on the reference
+    runtime in SANA-FE's arithmetic (exact check); SANA-FE's energy and latency beside snnc's Loihi estimate for
+    the same spikes."""
+    from targets.sanafe import reference_run, run_sanafe
+    from targets.sanafe.compare import energy_comparison
+
+    count, timesteps = min(options.sanafe_samples, len(x)), max(options.timesteps)
+    result, costs = run_sanafe(graph, x[:count], timesteps)
+    reference = reference_run(graph, x[:count], timesteps, per_neuron_steps=(timesteps,))
+    entry = target_entry(result, y[:count], list(options.timesteps), ann_predictions[:count])
+    estimate = energy_report(_counted_entry(graph, reference, y[:count], [timesteps], ann_predictions[:count], macs), chips)["loihi1"]
+    spikes = sum(result.spikes.values()) / count
+    entry.update(precision="sanafe", energy={**costs["energy_j"], "per": "inference", "unit": "J"},
+                 latency={"per_inference_s": costs["latency_s"], "per_step_s": costs["latency_per_step_s"]},
+                 cores=costs["cores"], synapses=costs["synapses"], wall_s_per_sample=costs["wall_s_per_sample"],
+                 energy_vs_snnc=energy_comparison(costs, estimate, timesteps, spikes),
+                 latency_steps={str(timesteps): latency_steps(graph, timesteps)})
+    return entry, compare_runs("sanafe", result, reference, True)
 
 
 def run_nir(nir_path: str, data: str, timesteps: tuple[int, ...], outdir: str | None, samples: int | None,

@@ -50,9 +50,10 @@ def run_sanafe(graph: nir.NIRGraph, x: np.ndarray, timesteps: int, threads: int 
     return run.result, costs
 
 
-def reference_run(graph: nir.NIRGraph, x: np.ndarray, timesteps: int) -> RunResult:
-    """The reference runtime in SANA-FE's arithmetic on the same samples."""
-    return ReferenceRuntime(sanafe_graph(graph)).run(x, timesteps, label="reference (SANA-FE's samples)")
+def reference_run(graph: nir.NIRGraph, x: np.ndarray, timesteps: int, per_neuron_steps: tuple[int, ...] = ()) -> RunResult:
+    """The reference runtime in SANA-FE's arithmetic on the same samples (the check's other side)."""
+    return ReferenceRuntime(sanafe_graph(graph)).run(x, timesteps, label="reference (SANA-FE's samples)",
+                                                     per_neuron_steps=per_neuron_steps)
 
 
 __all__ = ["INSTALL_HINT", "SANAFE_VERSION", "available", "reference_run", "require", "run_sanafe", "sanafe_graph"]

@@ -29,7 +29,7 @@ NEURONS_PER_CORE = 1024  # Davies et al. 2018: 1,024 compartments per core (max_
 CORES = 128
 # SANA-FE keeps every synapse as an object of about 0.85 KB; above this many the simulation outgrows the memory
 # one run may take here (~1 GB per million synapses).
-MAX_SYNAPSES = 3_000_000
+MAX_SYNAPSES = 8_000_000
 ENERGY_PARTS = ("synapse", "dendrite", "soma", "network")
 
 
