@@ -18,8 +18,9 @@ from toolchain.passes import calibrate_thresholds, canonicalise, expand_group_ne
 from toolchain.report import compare_runs
 
 MODEL = "models/zoo/digits_cnn_qcfs8.onnx"
-# docs/energy.md: snnc's Loihi 1 total per inference within this fraction of SANA-FE's on the digits CNN (if, T=8)
-ENERGY_BOUND = 0.10
+# docs/energy.md: snnc's Loihi 1 estimate on chip (without the input layer, which SANA-FE leaves to the host) is
+# below SANA-FE's, by at most this fraction on the zoo's IF networks (18 % on the digits CNN, T=8)
+ENERGY_BOUND = 0.40
 
 
 def needs_sanafe():
@@ -95,8 +96,8 @@ def test_compile_reports_energy_within_the_stated_bound_of_snnc_estimate(tmp_pat
     entry = report["targets"]["sanafe"]
     assert code == 0 and report["checks"][0]["passed"]
     assert entry["energy"]["total"] > 0 and entry["latency"]["per_inference_s"] > 0
-    total = entry["energy_vs_snnc"]["total"]
-    assert abs(total["snnc_j"] - total["sanafe_j"]) <= ENERGY_BOUND * total["sanafe_j"], total
+    chip = entry["energy_vs_snnc"]["on chip"]
+    assert (1 - ENERGY_BOUND) * chip["sanafe_j"] <= chip["snnc_j"] <= chip["sanafe_j"], chip
 
 
 def test_without_sanafe_the_target_says_how_to_get_it(monkeypatch, tmp_path, capsys):

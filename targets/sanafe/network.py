@@ -66,15 +66,15 @@ class SanafeNetwork:
         if cores_needed > CORES:
             raise SnncError(f"the network needs {cores_needed} cores of {NEURONS_PER_CORE} neurons, SANA-FE's Loihi has {CORES}: "
                             "it does not fit one chip")
-        connections = []
+        connections, self.synapses = [], 0
         for segment in self.segments:
             for source in segment.sources:
                 if not segment.reads_input(graph):
                     connections.append((source, segment, self.evaluator.synapses(segment, source)))
-        self.synapses = sum(len(c[2][0]) for c in connections)
-        if self.synapses > MAX_SYNAPSES:
-            raise SnncError(f"the network has {self.synapses:,} synapses; SANA-FE holds each as an object of ~0.85 KB, "
-                            f"more than {MAX_SYNAPSES:,} do not fit this machine's memory")
+                    self.synapses += len(connections[-1][2][0])
+                if self.synapses > MAX_SYNAPSES:
+                    raise SnncError(f"the network has more than {MAX_SYNAPSES:,} synapses (by layer '{segment.target}'); SANA-FE "
+                                    "holds each as an object of ~0.85 KB, too many for this machine's memory")
         self.arch = sanafe.load_arch(str(files("targets.sanafe").joinpath(ARCHITECTURE)))
         network = sanafe.Network()
         groups = {}
