@@ -53,6 +53,40 @@ def tiny_graph() -> nir.NIRGraph:
     return nir.NIRGraph(nodes=nodes, edges=list(zip(chain, chain[1:])), metadata={"snnc": {"neuron": "if"}})
 
 
+def test_sanafe_arithmetic_is_what_quantize_sanafe_documents():
+    """SANA-FE itself: truncation toward zero to 1/64 before each step's input, firing on v > θ only, soft reset,
+    float32 bias and weights, one step of delay to the next group; reset() clears the initial potential."""
+    sanafe = needs_sanafe()
+    from importlib.resources import files
+
+    arch = sanafe.load_arch(str(files("targets.sanafe").joinpath("loihi_lean.yaml")))
+    net = sanafe.Network()
+    soma = {"threshold": 1.0, "reset_mode": "soft", "leak_decay": 1.0}
+    first = net.create_neuron_group("first", 3, model_attributes=soma, soma_hw_name="soma", log_spikes=True, log_potential=True)
+    second = net.create_neuron_group("second", 1, model_attributes=soma, soma_hw_name="soma", log_spikes=True, log_potential=True)
+    for neuron, bias, v0 in zip(first.neurons, (0.3, -0.3, 0.5), (0.41, 0.0, 0.0)):
+        neuron.set_attributes(model_attributes={"bias": bias, "potential": v0})
+    first.connect_neurons_sparse(second, {"weight": [0.7]}, [(2, 0)])
+    for neuron in [*first.neurons, *second.neurons]:
+        neuron.map_to_core(arch.tiles[0].cores[0])
+    chip = sanafe.SpikingChip(arch)
+    chip.load(net)
+    run = chip.sim(4, spike_trace=True, potential_trace=True, processing_threads=1)
+    trunc = lambda v: np.trunc(v * 64) / 64
+    b = float(np.float32(0.3))
+    expected = [[trunc(0.41) + b, -b, 0.5, 0.0],
+                [trunc(trunc(0.41) + b) + b - 1.0, trunc(-b) - b, 1.0, 0.0],  # first fires (v > 1); third sits at θ
+                [trunc(trunc(trunc(0.41) + b) + b - 1.0) + b, trunc(trunc(-b) - b) - b, 0.5, 0.0]]
+    np.testing.assert_array_equal(np.array(run["potential_trace"][:3]), np.array(expected))
+    fired = [[(a.group_name, a.neuron_offset) for a in step] for step in run["spike_trace"][:3]]
+    assert fired == [[], [("first", 0)], [("first", 2)]]  # v = θ does not fire, v > θ does
+    assert run["potential_trace"][3][3] == float(np.float32(0.7))  # the spike of step 3 arrives in step 4
+    chip.reset()
+    after_reset = chip.sim(2, spike_trace=True, potential_trace=True, processing_threads=1)
+    assert after_reset["potential_trace"][0][0] == b  # the initial potential is gone: set it again per sample
+    assert after_reset["potential_trace"][1][3] == 0.0 and after_reset["potential_trace"][0][2] == 0.5
+
+
 def test_reference_in_sanafe_arithmetic_spikes_as_sanafe_does_step_by_step():
     needs_sanafe()
     graph = tiny_graph()
