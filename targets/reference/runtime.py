@@ -144,7 +144,7 @@ class ReferenceRuntime:
         self.layer_of = {n: str(snnc_metadata(graph.nodes[n]).get("group", n)) for n in self.spiking}
         self.params = {name: {**self._tensors_of(node, self.dtype), "layer": name} for name, node in graph.nodes.items()}
         for p in self.params.values():
-            for key in ("threshold", "v_init", "v_reset", "r", "bias"):
+            for key in ("threshold", "v_init", "v_reset", "r", "sanafe_bias"):
                 if key in p:
                     p[key] = _per_neuron_layout(p[key])
         if threads:
@@ -187,8 +187,7 @@ class ReferenceRuntime:
                 "cycle": int(meta.get("cycle", 0)),
                 "seed": int(meta.get("seed", 0)),
                 "sanafe": "delayed" in meta,  # precision sanafe (toolchain/passes/quantize_sanafe.py)
-                "bias": as_tensor(np.broadcast_to(meta.get("bias", 0.0), shape)),
-                "delayed": bool(meta.get("delayed", 0)),
+                "sanafe_bias": as_tensor(np.broadcast_to(meta.get("bias", 0.0), shape)),
             }
         if isinstance(node, nir.I):
             return {"r": as_tensor(node.r)}
@@ -477,22 +476,22 @@ class ReferenceRuntime:
     def _sanafe_neuron(p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:
         """Spikes (T, B, ...) of a soft-reset IF layer in SANA-FE's arithmetic (toolchain/passes/quantize_sanafe.py):
         each step the float64 potential is truncated toward zero to a multiple of 1/64, gains the float32 bias and
-        the input, fires above θ and subtracts θ. Spikes from the previous layer arrive one step late; a host
-        current (the analog input's) arrives at once, rounded to float32 as SANA-FE stores it."""
+        the input, fires above θ and subtracts θ. Spikes (a signal over time) arrive one step late; a host current
+        (constant: the analog input's) arrives at once, rounded to float32 as SANA-FE stores it as the bias."""
         x = signal.data
         batch = x.shape[1] if signal.temporal else x.shape[0]
         threshold = p["threshold"]
         v = torch.empty_like(x[0] if signal.temporal else x).copy_(p["v_init"].expand(batch, *threshold.shape))
         out = _steps_like(v, timesteps)
-        host = None if signal.temporal else x.float().double() + p["bias"]
+        host = None if signal.temporal else x.float().double() + p["sanafe_bias"]
         for t in range(timesteps):
             v.mul_(64).trunc_().div_(64)
             if host is not None:
                 v += host
             else:
-                v += p["bias"]
-                if t > 0 or not p["delayed"]:
-                    v += x[t - 1] if p["delayed"] else x[t]
+                v += p["sanafe_bias"]
+                if t > 0:
+                    v += x[t - 1]
             torch.gt(v, threshold, out=out[t])
             v.addcmul_(out[t], threshold, value=-1)
         return out

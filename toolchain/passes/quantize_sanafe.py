@@ -24,7 +24,7 @@ import copy
 import nir
 import numpy as np
 
-from targets.sanafe.segments import SegmentEvaluator, spiking_segments
+from targets.sanafe.segments import SegmentEvaluator, readout_segment, spiking_segments
 from toolchain.errors import SnncError
 from toolchain.nir_conventions import KEY, snnc_metadata
 
@@ -59,7 +59,12 @@ def quantize_sanafe(graph: nir.NIRGraph) -> nir.NIRGraph:
                                 "current of the first layers only")
             continue
         currents[segment.target] = evaluator.constant_current(segment)
+    readout = set(readout_segment(graph)[0].between)
     for segment in segments:
+        shared = readout.intersection(segment.between) if segment.target in currents else set()
+        if shared:
+            raise SnncError(f"node '{sorted(shared)[0]}' feeds both layer '{segment.target}' and the readout; SANA-FE needs the "
+                            "biases between spiking layers in the neurons, which the readout would then miss")
         target = graph.nodes[segment.target]
         shape = np.shape(target.v_threshold)
         bias = currents.get(segment.target, np.zeros(shape))
