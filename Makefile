@@ -6,14 +6,14 @@ PIP := $(PY) -m pip --disable-pip-version-check --quiet
 SETUP := $(VENV)/.snnc-setup
 FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup data demo test fuzz zoo docs results bench clean
+.PHONY: setup sanafe data demo test fuzz zoo docs results bench clean
 
 # torch goes in first and pinned, so that nothing can resolve a CUDA build; lava-nc declares Python <3.11 but
 # runs on 3.11 with snnc's import shim, so it goes in without its (already installed) dependencies.
 $(SETUP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[torch,lava,dev]"
+	$(PIP) install -e ".[torch,lava,dev,sanafe]"
 	$(PIP) install --no-deps --ignore-requires-python lava-nc==0.10.0
 	$(PIP) install --no-deps mlxtend==0.25.0
 	$(PIP) install --no-deps spikingjelly==2.0.0 nirtorch==2.6 loguru==0.7.3 snntorch==1.0.0 norse==1.1.0  # NIR interop tests; never let them pull torch
@@ -28,6 +28,11 @@ data:
 	  else echo "note: 'apt-get install dataset-fashion-mnist' provides the 'fashion' dataset"; fi; }
 
 setup: $(SETUP) data
+
+# SANA-FE alone, for an environment set up without it (--target sanafe says to run this)
+sanafe:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --no-deps sanafe==2.2.9
 
 demo: setup
 	$(VENV)/bin/snnc compile models/zoo/digits_cnn_qcfs8.onnx --neuron if --target reference \

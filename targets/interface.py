@@ -42,6 +42,19 @@ class Target:
         (False), or is not checked (None)."""
         return None
 
+    def require(self) -> None:
+        """SnncError (one line: how to get it) when what the target needs is not installed; checked before compiling."""
+
+    def reference_graph(self, graph: nir.NIRGraph) -> nir.NIRGraph:
+        """The network the reference runtime runs for the check: the same one, or the same in the target's arithmetic."""
+        return graph
+
+    simulates_energy: bool = False  # its run reports a simulated energy, which the report sets beside snnc's estimate
+
+    def compare_energy(self, entry: dict, estimate: dict, timesteps: int) -> dict:
+        """Report fields comparing its simulated energy (in `entry`) with snnc's estimate for the same spikes."""
+        return {}
+
     def export(self, folder: Path, graph: nir.NIRGraph, settings: dict) -> dict | None:
         """Files it writes beside model.nir and the report section describing them (None: none)."""
         return None

@@ -64,7 +64,7 @@ def test_reference_kernel_equals_the_family_spec(model, shape, dtype):
     node = graph.nodes[name]
     x = rng.normal(0.4, 1.0, (STEPS, BATCH, *shape)).astype(dtype)
     torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
-    params = neuron_parameters(node, name, torch_dtype)
+    params = neuron_parameters(node, name, torch_dtype, saturate=dtype == np.float64)
     data = torch.from_numpy(x)
     if len(shape) == 3:
         data = channels_last(data.reshape(-1, *shape)).view(STEPS, BATCH, *shape)

@@ -82,9 +82,14 @@ def evaluate_targets(networks: dict[int, dict[str, nir.NIRGraph]], x: np.ndarray
         runs = runs_per_timestep(target, nets, x[:count], options, count_operations=False)
         report["targets"][target.name] = {**target_report(runs, nets, y[:count], ann_predictions[:count], macs), "precision": precision}
         exact = target.exact(options.target_options)
-        if exact is not None:  # the same samples on the reference at the same precision
-            checked = runs_per_timestep(reference, nets, x[:count], options, count_operations=False)
+        if exact is not None:  # the same samples on the reference at the same precision, in the target's arithmetic
+            in_arithmetic = {t: target.reference_graph(n) for t, n in nets.items()}
+            checked = runs_per_timestep(reference, in_arithmetic, x[:count], options, count_operations=target.simulates_energy)
             report["checks"].append(compare_runs(target.name, runs[-1][1], checked[-1][1], exact))
+            if target.simulates_energy:  # snnc's estimate for exactly the spikes the simulator fired
+                counted = target_report(checked, in_arithmetic, y[:count], ann_predictions[:count], macs)
+                report["targets"][target.name].update(target.compare_energy(
+                    report["targets"][target.name], energy_report(counted, load_chips()), largest))
     if "reference" in report["targets"]:
         report["energy"] = energy_report(report["targets"]["reference"], load_chips())
     float_network = networks[largest]["float"]

@@ -45,6 +45,8 @@ class CompileOptions:
         self.neuron_options = _resolved(self.neuron_options, model.options, f"neuron model '{self.neuron}'")
         # The reference runs beside every target that runs samples, so its options always apply.
         chosen = {o.name: o for t in ("reference", *self.targets) for o in targets.get_target(t).options}.values()
+        for target in self.target_list():
+            target.require()
         self.target_options = _resolved(self.target_options, chosen, f"target(s) {', '.join(self.targets)}")
 
     @classmethod

@@ -41,7 +41,7 @@ def steps_like(per_step: torch.Tensor, timesteps: int) -> torch.Tensor:
     return folded.view(timesteps, *per_step.shape)
 
 
-def neuron_parameters(node: nir.IF, layer: str, dtype: torch.dtype = torch.float32) -> dict:
+def neuron_parameters(node: nir.IF, layer: str, dtype: torch.dtype = torch.float32, saturate: bool = False) -> dict:
     """An IF node's constants as tensors in the state's layout, and its family's settings from snnc's metadata;
     IF nodes of other tools reset to v_reset (NIR's meaning)."""
     meta = NodeMeta.of(node)
@@ -49,11 +49,12 @@ def neuron_parameters(node: nir.IF, layer: str, dtype: torch.dtype = torch.float
     v_reset = np.zeros(shape) if node.v_reset is None else node.v_reset
     tensors = {"threshold": as_tensor(node.v_threshold, dtype), "r": as_tensor(node.r, dtype),
                "v_init": as_tensor(np.broadcast_to(meta.v_init, shape), dtype),
-               "v_reset": as_tensor(np.broadcast_to(v_reset, shape), dtype)}
+               "v_reset": as_tensor(np.broadcast_to(v_reset, shape), dtype),
+               "bias": as_tensor(np.broadcast_to(0.0 if meta.bias is None else meta.bias, shape), dtype)}
     return {
         **{key: per_neuron_layout(value) for key, value in tensors.items()},
         "layer": layer, "schedule": meta.schedule, "subtract": meta.subtracts, "max_spikes": meta.max_spikes_per_step,
-        "unit_r": bool(np.all(np.asarray(node.r) == 1)), "saturate": dtype == torch.float64,
+        "unit_r": bool(np.all(np.asarray(node.r) == 1)), "saturate": saturate,
         "rule": meta.fire_rule, "cycle": meta.cycle, "seed": meta.seed,
     }
 
@@ -121,6 +122,28 @@ def permuted_window(p: dict, signal: Signal, timesteps: int, first_sample: int =
     order = np.stack([permuted.permutation(p["seed"], p["layer"], first_sample + b, timesteps, shape)
                       for b in range(spikes.shape[1])], axis=1)
     return torch.take_along_dim(spikes, torch.from_numpy(order), dim=0)
+
+
+def sanafe_soft_reset(p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:
+    """Spikes (T, B, ...) of a soft-reset IF layer in SANA-FE's arithmetic (targets/sanafe/arithmetic.py): each step
+    the float64 potential is truncated toward zero to a multiple of 1/64, gains the float32 bias and the input, fires
+    above θ and subtracts θ. Spikes (a signal over time) arrive one step late; a host current (constant: the analog
+    input's) arrives at once, rounded to float32 as SANA-FE stores it as the bias."""
+    x, threshold = signal.data, p["threshold"]
+    v = initial_state(p, signal)
+    out = steps_like(v, timesteps)
+    host = None if signal.temporal else x.float().double() + p["bias"]
+    for t in range(timesteps):
+        v.mul_(64).trunc_().div_(64)
+        if host is not None:
+            v += host
+        else:
+            v += p["bias"]
+            if t > 0:
+                v += x[t - 1]
+        torch.gt(v, threshold, out=out[t])
+        v.addcmul_(out[t], threshold, value=-1)
+    return out
 
 
 # One kernel per family, by the schedule the NIR metadata records for it (toolchain.neurons.model.FAMILIES).

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from targets.reference.kernels import memory_order, window_spikes
-from targets.reference.neurons import FAMILY_KERNELS, Signal, neuron_parameters, per_neuron_layout
+from targets.reference.neurons import FAMILY_KERNELS, Signal, neuron_parameters, per_neuron_layout, sanafe_soft_reset
 from targets.result import RunResult
 from toolchain.errors import SnncError
 from toolchain.ir.kernels import apply_linear, as_tensor, channels_last, linear_parameters
@@ -56,7 +56,7 @@ class ReferenceRuntime:
         self.order, self.preds = topological_order(graph)
         self.input, self.output = only_node_of_type(graph, nir.Input), only_node_of_type(graph, nir.Output)
         self.precision = GraphMeta.of(graph).precision
-        self.dtype = torch.float64 if self.precision == "loihi" else torch.float32
+        self.dtype = torch.float64 if self.precision in ("loihi", "sanafe") else torch.float32
         self.spiking = [n for n in self.order if isinstance(graph.nodes[n], nir.IF)]
         # Expanded group neurons report as their group: spikes and neurons summed over the members.
         self.layer_of = {n: NodeMeta.of(graph.nodes[n]).group or n for n in self.spiking}
@@ -66,7 +66,7 @@ class ReferenceRuntime:
 
     def _parameters(self, name: str, node) -> dict:
         if isinstance(node, nir.IF):
-            return neuron_parameters(node, name, self.dtype)
+            return neuron_parameters(node, name, self.dtype, saturate=self.precision == "loihi")
         if isinstance(node, nir.I):
             return {"r": per_neuron_layout(as_tensor(node.r, self.dtype))}
         return linear_parameters(node, self.dtype)
@@ -244,7 +244,8 @@ class ReferenceRuntime:
     def _apply(self, name: str, node, signal: Signal, timesteps: int, first_sample: int) -> Signal:
         p = self.params[name]
         if isinstance(node, nir.IF):
-            return Signal(FAMILY_KERNELS[p["schedule"]](p, signal, timesteps, first_sample), temporal=True)
+            kernel = sanafe_soft_reset if self.precision == "sanafe" else FAMILY_KERNELS[p["schedule"]]
+            return Signal(kernel(p, signal, timesteps, first_sample), temporal=True)
         if isinstance(node, nir.I):
             data = signal.data if signal.temporal else signal.data.expand(timesteps, *signal.data.shape)
             return Signal(torch.cumsum(data * p["r"], dim=0), temporal=True)

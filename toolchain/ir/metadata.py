@@ -19,6 +19,7 @@ written through `NodeMeta`; the graph carries `GraphMeta`. The fields are the ke
 | seed                 | IF         | seed of the random draws (`tpp`, `if-permuted`)                     |
 | group, member(s)     | IF         | an expanded group neuron's layer name, member index and count       |
 | scale                | IF         | Loihi precision: integer units per ANN unit at this layer's input   |
+| bias                 | IF         | SANA-FE's arithmetic: the constant current the neuron adds per step |
 | role                 | I, Scale   | `readout` (the integrator summing the last layer), `amplitude`;     |
 |                      |            | portable profile: `potential`, `spikes`, `reset`, `mean`            |
 | layer                | portable   | the layer whose spikes a portable node counts                       |
@@ -42,6 +43,9 @@ KEY = "snnc"
 # Precisions a graph's arithmetic may have: float32, or Loihi's integers (8-bit weights, 24-bit potentials, which
 # saturate at LOIHI_POTENTIAL_LIMIT), held exactly in float64 by the reference runtime.
 PRECISIONS = ("float", "loihi")
+# Every arithmetic a graph may be in: the precisions, and SANA-FE's (targets/sanafe/arithmetic.py), which the
+# reference runtime runs for the SANA-FE target's check.
+ARITHMETICS = (*PRECISIONS, "sanafe")
 LOIHI_POTENTIAL_LIMIT = 2**23 - 1
 SCHEDULES = ("", "two_phase", "permuted")
 WINDOWED_SCHEDULES = ("two_phase", "permuted")
@@ -98,6 +102,7 @@ class NodeMeta:
     member: int = 0
     members: int = 0
     scale: float = 0.0
+    bias: Any = None
     role: str = ""
     layer: str = ""
     weight_exp: int = 0
@@ -107,7 +112,7 @@ class NodeMeta:
 
     TYPES = {"neuron": str, "reset": str, "v_init": Any, "max_spikes_per_step": int, "activation": str, "threshold": Any,
              "levels": int, "schedule": str, "fire_rule": str, "cycle": int, "seed": int, "group": str, "member": int,
-             "members": int, "scale": float, "role": str, "layer": str, "weight_exp": int, "host": bool, "onnx_node": str}
+             "members": int, "scale": float, "bias": Any, "role": str, "layer": str, "weight_exp": int, "host": bool, "onnx_node": str}
 
     @classmethod
     def of(cls, node: nir.NIRNode) -> "NodeMeta":

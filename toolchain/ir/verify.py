@@ -7,7 +7,7 @@ import nir
 import numpy as np
 
 from toolchain.errors import SnncError
-from toolchain.ir.metadata import PRECISIONS, SCHEDULES, GraphMeta, NodeMeta
+from toolchain.ir.metadata import ARITHMETICS, SCHEDULES, GraphMeta, NodeMeta
 from toolchain.ir.order import only_node_of_type
 from toolchain.ir.shapes import ShapeError, node_shapes
 
@@ -28,8 +28,8 @@ def verify_nir(graph: nir.NIRGraph) -> nir.NIRGraph:
         shapes = node_shapes(graph)
     except (SnncError, ShapeError) as err:
         raise GraphError(str(err)) from None
-    if GraphMeta.of(graph).precision not in PRECISIONS:
-        raise GraphError(f"graph precision {GraphMeta.of(graph).precision!r} is not one of {PRECISIONS}")
+    if GraphMeta.of(graph).precision not in ARITHMETICS:
+        raise GraphError(f"graph precision {GraphMeta.of(graph).precision!r} is not one of {ARITHMETICS}")
     for name, node in graph.nodes.items():
         meta = NodeMeta.of(node)
         if isinstance(node, nir.IF):

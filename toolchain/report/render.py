@@ -81,6 +81,14 @@ def _cost_summary(report: dict) -> list[str]:
     for model in shown.values():
         lines.append(f"energy per inference ({model['label']}, {model['regime']}): ANN {energy_text(model['ann_pj'])}, "
                      f"SNN T={last} {energy_text(model['snn_pj'][last])}")
+    sanafe = report.get("targets", {}).get("sanafe")
+    if sanafe:  # a simulator that reports energy: its figures beside snnc's estimate
+        parts = ", ".join(f"{k} {energy_text(sanafe['energy'][k] * 1e12)}" for k in ("synapse", "dendrite", "soma", "network"))
+        total, chip = sanafe["energy_vs_snnc"]["total"], sanafe["energy_vs_snnc"]["on chip"]
+        lines.append(f"energy per inference (SANA-FE Loihi, {sanafe['samples']} samples): {energy_text(total['sanafe_j'] * 1e12)} "
+                     f"({parts}); snnc's Loihi 1 estimate for the same spikes {energy_text(total['snnc_j'] * 1e12)} "
+                     f"({100 * total['snnc_relative_error']:+.1f} %), on chip without the input layer {energy_text(chip['snnc_j'] * 1e12)} "
+                     f"({100 * chip['snnc_relative_error']:+.1f} %); latency {1e6 * sanafe['latency']['per_inference_s']:.1f} µs per inference")
     for chip in report.get("resources", {}).values():
         lines.append(chip["findings"][0])
     return lines
