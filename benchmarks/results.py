@@ -49,7 +49,7 @@ def evaluate(model_name: str, data: str, threads: int, samples: int | None) -> d
         with tempfile.TemporaryDirectory() as folder:
             report = compile_model(
                 str(ROOT / "models" / "zoo" / f"{model_name}.onnx"), str(Path(folder) / "out"),
-                CompileOptions(neuron=neuron, neuron_options=options, gn_form=gn_form, timesteps=tuple(steps), data=data,
+                CompileOptions(neuron=neuron, neuron_options={**options, **({"gn_form": gn_form} if gn_form else {})}, timesteps=tuple(steps), data=data,
                                samples=samples, threads=threads),
                 echo=lambda *_: None,
             )

@@ -140,7 +140,7 @@ def measure(kind: str, network: str, neuron: str, steps: int, folder: Path) -> d
         return {"seconds": _timed(lambda: nir.write(str(folder / f"{network}.nir"), _converted(model_path, neuron)[1]))}
     if kind == "memory":  # the whole compile of the full Fashion-MNIST test set, as a user runs it
         from toolchain.api import compile_model
-from toolchain.options import CompileOptions
+        from toolchain.options import CompileOptions
 
         options = CompileOptions(neuron=neuron, timesteps=(steps,), data="fashion", threads=THREADS)
         start = time.perf_counter()

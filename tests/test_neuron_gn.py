@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from targets.reference import ReferenceRuntime
-from targets.reference.neurons import Signal, permuted_window, soft_reset, two_phase_window
+from targets.reference.neurons import Signal, soft_reset
 from tests.test_neuron_if import _on_edge
 from toolchain.neurons import gn, if_neuron, qcfs, simulate
 from toolchain.passes import expand_group_neurons

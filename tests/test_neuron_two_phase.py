@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from targets.reference import ReferenceRuntime
 from toolchain.ir.evaluate import evaluate_ann
-from targets.reference.neurons import Signal, permuted_window, soft_reset, two_phase_window
+from targets.reference.neurons import Signal, permuted_window, two_phase_window
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.frontend import import_onnx
 from toolchain.graph import Activation

@@ -17,6 +17,9 @@ from typing import Union
 import nir
 import numpy as np
 
+from toolchain.ir.shapes import output_shape
+from toolchain.ir.verify import GraphError
+
 
 @dataclass(eq=False)
 class Activation:
@@ -124,10 +127,6 @@ class AnnGraph:
         self.replace_input(name, node.inputs[0])
 
 
-class GraphError(AssertionError):
-    """A pass produced a graph that breaks an invariant: a bug in snnc, not in the user's model."""
-
-
 def verify(graph: AnnGraph, allowed_ops: tuple = CANONICAL_OPS + (ChannelAffine, ScalarOp, Identity)) -> AnnGraph:
     """Check the graph's invariants; return it unchanged so passes can end with `return verify(graph)`."""
     seen = {graph.input_name}
@@ -150,33 +149,14 @@ def verify(graph: AnnGraph, allowed_ops: tuple = CANONICAL_OPS + (ChannelAffine,
     return graph
 
 
-def conv_output_hw(hw, kernel, stride, padding, dilation) -> tuple[int, int]:
-    """Output height and width of a convolution or pooling window (floor mode)."""
-    return tuple(
-        (int(n) + 2 * int(p) - int(d) * (int(k) - 1) - 1) // int(s) + 1
-        for n, k, s, p, d in zip(hw, kernel, stride, padding, dilation)
-    )
-
-
 def infer_shape(op, input_shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
     """The per-sample output shape an op gives for its input shapes (None for ops the frontend still resolves)."""
     first = input_shapes[0]
-    if isinstance(op, (nir.Affine, nir.Linear)):
-        if first != (int(op.weight.shape[1]),):
-            raise GraphError(f"a linear layer with {op.weight.shape[1]} inputs receives shape {first}")
-        return (int(op.weight.shape[0]),)
-    if isinstance(op, nir.Conv2d):
-        if len(first) != 3 or first[0] != op.weight.shape[1] * int(op.groups):
-            raise GraphError(f"a convolution for {op.weight.shape[1] * int(op.groups)} channels receives shape {first}")
-        h, w = conv_output_hw(first[1:], op.weight.shape[2:], op.stride, op.padding, op.dilation)
-        return (int(op.weight.shape[0]), h, w)
-    if isinstance(op, (nir.AvgPool2d, nir.SumPool2d)):
-        if len(first) != 3:
-            raise GraphError(f"2-D pooling receives shape {first}")
-        h, w = conv_output_hw(first[1:], op.kernel_size, op.stride, op.padding, (1, 1))
-        return (first[0], h, w)
-    if isinstance(op, nir.Flatten):
-        return (int(np.prod(first)),)
+    if isinstance(op, LINEAR_OPS):
+        try:
+            return output_shape(op, first)
+        except ValueError as err:
+            raise GraphError(f"a {type(op).__name__} {err}") from None
     if isinstance(op, (Add, Concat)) and any(s[int(isinstance(op, Concat)):] != first[int(isinstance(op, Concat)):] for s in input_shapes):
         raise GraphError(f"{type(op).__name__} of mismatched shapes {input_shapes}")
     if isinstance(op, Concat):

@@ -22,9 +22,6 @@ first, and merges of paths with different delays get a `DelayLine`. Results are 
 
 from __future__ import annotations
 
-import os
-import sys
-
 import nir
 import numpy as np
 import torch
