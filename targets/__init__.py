@@ -5,24 +5,17 @@ Adding a target is one package: `targets/NAME/__init__.py` with `TARGET = NameTa
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 
 from targets.interface import Target
 from toolchain.errors import SnncError
+from toolchain.registry import discover
 
 
 @cache
 def registry() -> dict[str, Target]:
     """Every target package's TARGET by name, in the order of their `ORDER`, then by name."""
-    found = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.ispkg:
-            module = importlib.import_module(f"{__name__}.{info.name}")
-            if isinstance(getattr(module, "TARGET", None), Target):
-                found.append((getattr(module, "ORDER", 100), module.TARGET.name, module.TARGET))
-    return {name: target for _, name, target in sorted(found)}
+    return discover(__path__, __name__, "TARGET", Target, packages_only=True)
 
 
 def get_target(name: str) -> Target:

@@ -14,7 +14,7 @@ PACKAGES = ("toolchain", "targets", "snnc")
 # From the bottom up; a module may import its own stage and the stages below it. The longest prefix decides.
 STAGES = [
     ("base", ("toolchain.errors", "toolchain.progress", "toolchain.outdir", "toolchain.data", "toolchain.onnx_runtime",
-              "toolchain.chips", "toolchain.option", "toolchain")),
+              "toolchain.chips", "toolchain.option", "toolchain.registry", "toolchain")),
     ("neurons", ("toolchain.neurons",)),
     ("ir", ("toolchain.ir", "toolchain.graph")),
     ("frontend", ("toolchain.frontend",)),

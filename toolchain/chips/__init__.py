@@ -35,7 +35,7 @@ def _check_sources(entry, where: str) -> None:
     if isinstance(entry, dict):
         if "value" in entry:
             if not str(entry.get("source", "")).strip():
-                raise ValueError(f"targets/chips/{where}: a number without a source")
+                raise ValueError(f"toolchain/chips/{where}: a number without a source")
             return
         for key, item in entry.items():
             _check_sources(item, f"{where}: {key}")
@@ -43,4 +43,4 @@ def _check_sources(entry, where: str) -> None:
         for item in entry:
             _check_sources(item, where)
     elif isinstance(entry, (int, float)) and not isinstance(entry, bool):
-        raise ValueError(f"targets/chips/{where} is a bare number; write it as {{ value = ..., source = \"...\" }}")
+        raise ValueError(f"toolchain/chips/{where} is a bare number; write it as {{ value = ..., source = \"...\" }}")

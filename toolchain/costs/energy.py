@@ -1,4 +1,4 @@
-"""Energy per inference of the ANN and of the SNN under every cost model in targets/chips/ (docs/energy.md).
+"""Energy per inference of the ANN and of the SNN under every cost model in toolchain/chips/ (docs/energy.md).
 
 Per inference, with MACs the ANN's multiply-accumulates, U its units (neurons and outputs), M_in the MACs per
 step of the SNN's input layer (weighted nodes on the analog input), E(T) the synaptic events of spikes after T

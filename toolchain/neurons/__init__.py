@@ -8,25 +8,19 @@ and its entry in `model.FAMILIES` (docs/architecture.md lists the files).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 
 from toolchain.errors import SnncError
 from toolchain.neurons.activations import qcfs
 from toolchain.neurons.model import FAMILIES, NeuronModel, NeuronParameters
 from toolchain.neurons.soft_reset import simulate, step
+from toolchain.registry import discover
 
 
 @cache
 def registry() -> dict[str, NeuronModel]:
     """Every neuron model of this package by name, in the order of their files' `ORDER`, then by name."""
-    found = []
-    for info in pkgutil.iter_modules(__path__):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        if isinstance(getattr(module, "MODEL", None), NeuronModel):
-            found.append((getattr(module, "ORDER", 100), module.MODEL.name, module.MODEL))
-    return {name: model for _, name, model in sorted(found)}
+    return discover(__path__, __name__, "MODEL", NeuronModel)
 
 
 def get_model(name: str) -> NeuronModel:

@@ -85,7 +85,7 @@ def _energy(report: dict, target: str | None) -> list[Section]:
                  for model in energy.values()]
     return [
         Section("Energy per inference",
-                f"ANN vs SNN ({target}, T={last}) under each cost model in targets/chips/. Compute only: MACs and "
+                f"ANN vs SNN ({target}, T={last}) under each cost model in toolchain/chips/. Compute only: MACs and "
                 "accumulates at 45 nm, nothing else; chip model: the chip's synaptic-operation, neuron-update and "
                 "spike energies (static power and routing not included). The SNN's input layer runs at every step "
                 "(\"input once\": computed once instead). Break-even: spikes per synapse per inference at which the "
