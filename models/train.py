@@ -4,8 +4,9 @@
     python -m models.train --all             # every model, one after the other
 
 Each run is reproducible: seed 0 for torch, numpy and the data order, single-process data feeding, and
-deterministic torch algorithms. The trained network is exported to ``models/zoo/NAME.onnx`` (opset 18,
-symbolic batch dimension ``batch``), the exported file is checked (onnx.checker, onnxruntime at batch
+deterministic torch algorithms. The trained network is exported to ``models/zoo/NAME.onnx`` (dynamo exporter at
+opset 18, or for the models trained the usual way the TorchScript exporter at opset 13; symbolic batch dimension
+``batch``), the exported file is checked (onnx.checker, onnxruntime at batch
 sizes 1 and 7 against torch) and evaluated with onnxruntime on the dataset's test split, and the model card
 ``models/zoo/NAME.md`` is written from those measurements.
 """
@@ -33,7 +34,7 @@ from toolchain.data import Dataset, load_dataset
 
 SEED = 0
 OPSET = 18
-THREADS = 2
+TORCHSCRIPT_OPSET = 13  # what most published models were exported with (torch.onnx.export's long-time default)
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -118,8 +119,10 @@ def torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
 
 
 def export(model: nn.Module, entry: ZooEntry, path: Path) -> str:
-    """Export with the dynamo exporter (falls back to TorchScript); returns a description of the exporter."""
+    """Export with the entry's exporter (dynamo falls back to TorchScript); returns a description of the exporter."""
     example = (torch.rand(2, *entry.input_shape),)
+    if entry.exporter == "torchscript":
+        return export_torchscript(model, example, path, TORCHSCRIPT_OPSET)
     try:
         torch.onnx.export(
             model, example, str(path), dynamo=True, external_data=False, opset_version=OPSET,
@@ -129,16 +132,36 @@ def export(model: nn.Module, entry: ZooEntry, path: Path) -> str:
         exporter = f"torch.onnx.export(dynamo=True) (torch {torch.__version__}, onnxscript optimizer on)"
     except Exception as err:  # noqa: BLE001 - any exporter failure falls back to the TorchScript exporter
         print(f"dynamo export failed ({type(err).__name__}: {err}); falling back to dynamo=False", file=sys.stderr)
-        torch.onnx.export(
-            model, example, str(path), dynamo=False, opset_version=OPSET,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-        )
-        exporter = f"torch.onnx.export(dynamo=False) (TorchScript, torch {torch.__version__}); dynamo failed: {err}"
+        exporter = f"{export_torchscript(model, example, path, OPSET)}; dynamo failed: {err}"
     leftover = path.with_name(path.name + ".data")
     if leftover.exists():
         raise RuntimeError(f"{leftover}: the exporter wrote external data; the zoo needs self-contained files")
     return exporter
+
+
+def export_torchscript(model: nn.Module, example: tuple, path: Path, opset: int) -> str:
+    """The legacy TorchScript exporter with its defaults (constant folding on, which fuses eval-mode BatchNorm
+    into the Conv before it); returns a description of the exporter."""
+    torch.onnx.export(
+        model, example, str(path), dynamo=False, opset_version=opset, do_constant_folding=True,
+        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+    )
+    return (f"torch.onnx.export(dynamo=False, opset_version={opset}, do_constant_folding=True) "
+            f"(TorchScript, torch {torch.__version__})")
+
+
+def maxpool_as_average(path: Path) -> onnx.ModelProto | None:
+    """The model with every MaxPool replaced by AveragePool over the same windows, padding not counted (what
+    `snnc --maxpool avg` computes); None when the model has no MaxPool."""
+    proto = onnx.load(str(path))
+    pools = [node for node in proto.graph.node if node.op_type == "MaxPool"]
+    for node in pools:
+        node.op_type = "AveragePool"
+        window = [a for a in node.attribute if a.name in ("kernel_shape", "strides", "pads", "ceil_mode", "auto_pad")]
+        del node.attribute[:]
+        node.attribute.extend(window)
+    return proto if pools else None
 
 
 def check_onnx(path: Path, model: nn.Module, entry: ZooEntry) -> dict:
@@ -167,8 +190,9 @@ def check_onnx(path: Path, model: nn.Module, entry: ZooEntry) -> dict:
             "nodes": [n.op_type for n in proto.graph.node]}
 
 
-def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def onnx_accuracy(model: Path | bytes, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
+    """Accuracy of an ONNX file (path) or serialized model (bytes) with onnxruntime."""
+    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=["CPUExecutionProvider"])
     correct = 0
     for i in range(0, len(x), batch):
         logits = session.run(None, {INPUT_NAME: x[i : i + batch]})[0]
@@ -198,8 +222,9 @@ def write_card(entry: ZooEntry, data: Dataset, model: nn.Module, facts: dict) ->
         f"- split: {len(data.y_train)} train / {len(data.y_test)} test samples, {data.num_classes} classes; "
         "trained on `x_train`, evaluated on `x_test` only",
         f"- input: float32 `{INPUT_NAME}` of shape (batch, {', '.join(map(str, entry.input_shape))}), "
-        "pixels in [0, 1], no normalisation; output `logits` (batch, 10)",
+        "pixels in [0, 1], " + _normalisation(model) + "; output `logits` (batch, 10)",
         "",
+        *_maxpool_line(facts),
         "## Architecture",
         "",
         f"{entry.description}",
@@ -232,7 +257,8 @@ def write_card(entry: ZooEntry, data: Dataset, model: nn.Module, facts: dict) ->
         + ", no augmentation",
         f"- seed {SEED} (torch, numpy, python; data order from a torch.Generator seeded {SEED}); "
         "deterministic torch algorithms; the last epoch's weights are exported (no checkpoint selection)",
-        f"- training wall time: {facts['train_seconds']:.1f} s on {THREADS} CPU threads "
+        f"- training wall time: {facts['train_seconds']:.1f} s on {entry.threads} CPU "
+        f"thread{'s' if entry.threads > 1 else ''} "
         f"({platform.processor() or platform.machine()}, torch {torch.__version__}); process CPU time "
         f"{facts['cpu_seconds']:.1f} s (wall time grows when other work shares the cores; test-set "
         "monitoring after each epoch is not counted)",
@@ -243,7 +269,7 @@ def write_card(entry: ZooEntry, data: Dataset, model: nn.Module, facts: dict) ->
         f"- exporter: {facts['exporter']}",
         f"- ONNX opset {facts['opset']}, IR version {facts['ir_version']}, symbolic batch dimension "
         f"`{facts['batch_param']}`; file size {facts['size']} bytes",
-        "- eval-mode export: " + ("BatchNorm folded into the preceding Conv by the exporter's optimizer, "
+        "- eval-mode export: " + (_bn_folded_by(entry) + ", "
                                   if facts['ops'].get('BatchNormalization', 0) == 0 and _has_bn(model) else "")
         + ("Dropout dropped, " if any(isinstance(m, nn.Dropout) for m in model.modules())
            and "Dropout" not in facts["ops"] else "")
@@ -258,6 +284,26 @@ def write_card(entry: ZooEntry, data: Dataset, model: nn.Module, facts: dict) ->
     return "\n".join(lines)
 
 
+def _normalisation(model: nn.Module) -> str:
+    norms = [m for m in model.modules() if isinstance(m, zoo_nets.Normalize)]
+    if not norms:
+        return "no normalisation"
+    return f"normalised inside the model (`(x - {float(norms[0].mean):g}) / {float(norms[0].std):g}`: Sub, Div)"
+
+
+def _maxpool_line(facts: dict) -> list[str]:
+    if facts["maxpool_as_avg_acc"] is None:
+        return []
+    return [f"The same weights with every MaxPool replaced by AveragePool (same windows, padding not counted, as "
+            f"`snnc --maxpool avg` does; onnxruntime, all test samples): {100 * facts['maxpool_as_avg_acc']:.2f} %", ""]
+
+
+def _bn_folded_by(entry: ZooEntry) -> str:
+    if entry.exporter == "torchscript":
+        return "BatchNorm folded into the preceding Conv by the exporter (constant folding of eval-mode Conv+BN)"
+    return "BatchNorm folded into the preceding Conv by the exporter's optimizer"
+
+
 def _lam_init() -> float:
     return zoo_nets.QCFS_LAMBDA_INIT
 
@@ -268,7 +314,7 @@ def _has_bn(model: nn.Module) -> bool:
 
 def run(name: str, out_dir: Path = ZOO_DIR, epochs: int | None = None) -> dict:
     entry = ZOO[name] if epochs is None else dataclasses.replace(ZOO[name], epochs=epochs)
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(entry.threads)
     data = load_dataset(entry.dataset)
     print(f"== {name}: {entry.dataset} ({len(data.y_train)} train / {len(data.y_test)} test), "
           f"{entry.epochs} epochs", flush=True)
@@ -279,6 +325,8 @@ def run(name: str, out_dir: Path = ZOO_DIR, epochs: int | None = None) -> dict:
     xt = np.ascontiguousarray(data.x_test.reshape(len(data.x_test), *entry.input_shape), dtype=np.float32)
     onnx_acc = onnx_accuracy(onnx_path, xt, data.y_test)
     torch_acc = torch_accuracy(model, torch.from_numpy(xt), torch.from_numpy(data.y_test))
+    swapped = maxpool_as_average(onnx_path)
+    maxpool_as_avg_acc = None if swapped is None else onnx_accuracy(swapped.SerializeToString(), xt, data.y_test)
     lams = [float(m.lam) for m in model.modules() if isinstance(m, QCFS)]
     add_metadata(onnx_path, {
         "snnc.model": name,
@@ -292,7 +340,7 @@ def run(name: str, out_dir: Path = ZOO_DIR, epochs: int | None = None) -> dict:
     facts = check_onnx(onnx_path, model, entry)
     proto = onnx.load(str(onnx_path))
     facts.update(
-        onnx_acc=onnx_acc, torch_acc=torch_acc, train_seconds=train_seconds, cpu_seconds=cpu_seconds, log=log,
+        onnx_acc=onnx_acc, torch_acc=torch_acc, maxpool_as_avg_acc=maxpool_as_avg_acc, train_seconds=train_seconds, cpu_seconds=cpu_seconds, log=log,
         exporter=exporter, size=onnx_path.stat().st_size, ir_version=proto.ir_version,
     )
     (out_dir / f"{name}.md").write_text(write_card(entry, data, model, facts))
