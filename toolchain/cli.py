@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--per-channel", action="store_true", help="calibrate ReLU thresholds per channel instead of per layer")
     comp.add_argument("--calibration-samples", type=_positive, default=1000, help="training samples used to calibrate ReLU thresholds (default: 1000)")
     comp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling: error (default) or avg (replace by average pooling)")
+    comp.add_argument("--no-snn-calibration", dest="snn_calibration", action="store_false",
+                      help="skip the bias correction of plain-ReLU networks with if or gn neurons (on by default)")
     _add_options(comp.add_argument_group("neuron model options (each applies to the models that declare it)"), neurons.all_options().values())
     _add_options(comp.add_argument_group("target options"), targets.all_options().values())
 
@@ -127,7 +129,7 @@ def _compile(args) -> int:
     options = CompileOptions(
         neuron=args.neuron, targets=args.target, timesteps=args.timesteps, data=args.data, percentile=args.percentile,
         per_channel=args.per_channel, calibration_samples=args.calibration_samples, samples=args.samples,
-        maxpool=args.maxpool, threads=args.threads, batch_size=args.batch_size,
+        maxpool=args.maxpool, snn_calibration=args.snn_calibration, threads=args.threads, batch_size=args.batch_size,
         neuron_options={k: given[k] for k in neurons.all_options() if k in given},
         target_options={k: given[k] for k in targets.all_options() if k in given},
     )

@@ -1,8 +1,8 @@
 """Running compiled networks on the targets and turning the runs into report entries.
 
 Causal networks (soft-reset neurons) answer at every step, so one run at the largest T gives every prefix.
-Windowed neurons (two-phase, permuted) need their whole window before firing, so T is part of the neuron: one run
-per T, each on the network compiled for that T. Every target and `snnc run` go through `runs_per_timestep`.
+Windowed neurons (two-phase, permuted) need their whole window before firing, so T is part of the neuron, and
+calibration may compile a network per T: then one run per T, each on the network compiled for that T. Every target and `snnc run` go through `runs_per_timestep`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ MERGED_PER_T = ("accuracy", "agreement_with_ann", "spikes_per_inference", "synop
 
 def runs_per_timestep(target: Target, networks: dict[int, nir.NIRGraph], x: np.ndarray, options: CompileOptions,
                       count_operations: bool = True) -> list[tuple[list[int], object]]:
-    """[(the T's a run answers for, its RunResult)]: one run for causal networks, one per T for windowed ones."""
+    """[(the T's a run answers for, its RunResult)]: one run for a causal network shared by every T, else one per T
+    (windowed neurons, or networks calibrated per T)."""
     steps = list(options.timesteps)
     largest = networks[max(steps)]
     settings, threads, batch = options.target_options, options.threads, options.batch_size
-    if not windowed_layers(largest):
+    shared = all(networks[t] is largest for t in steps)
+    if shared and not windowed_layers(largest):
         counted = tuple(steps) if count_operations else ()
         return [(steps, target.run(largest, x, max(steps), settings, threads, batch, counted))]
     return [([t], target.run(networks[t], x, t, settings, threads, batch, (t,) if count_operations else ()))

@@ -5,7 +5,8 @@ count and precision. The CLI, the Python API, the benchmarks and the tests all b
     canonicalise remove_identities → recognise_activations → fold_channel_affine
     calibrate    calibrate_thresholds (plain ReLU: percentile, or each channel's maximum for training-free models)
                  → calibrate_distribution per T (distribution-aware models whose levels differ from T)
-    lower        lower_to_nir → quantize_loihi (per precision) → expand_group_neurons (binary targets)
+    lower        lower_to_nir → calibrate_rates per T (plain-ReLU networks with causal neurons)
+                 → quantize_loihi (per precision) → expand_group_neurons (binary targets)
 
 Every pass ends by verifying its output (`toolchain.graph.verify`, `toolchain.ir.verify.verify_nir`).
 """
@@ -23,11 +24,14 @@ import onnx
 from toolchain.frontend import import_onnx, load_onnx
 from toolchain.graph import Activation, AnnGraph
 from toolchain.options import CompileOptions
+from targets import get_target
 from toolchain.passes import (
     calibrate_distribution, calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir, quantize_loihi,
 )
+from toolchain.passes.calibrate_rates import ann_activation_means, calibrate_rates
 
 DA_CALIBRATION_SAMPLES = 512  # enough for per-channel means; bounds the memory of the calibration passes
+RATE_CALIBRATION_SAMPLES = 256  # each layer's correction is one SNN run on these
 
 
 @dataclass
@@ -71,9 +75,25 @@ def calibrated_steps(graph: AnnGraph, options: CompileOptions) -> list[int]:
         isinstance(n.op, Activation) and n.op.levels != t for n in graph.nodes.values())]
 
 
-def lower(graph: AnnGraph, options: CompileOptions) -> dict[str, nir.NIRGraph]:
-    """The SNN at every precision the targets run; graded neurons as binary members when the form is expanded."""
+def rate_calibrated(graph: AnnGraph, options: CompileOptions) -> bool:
+    """Bias correction applies to plain-ReLU networks run by causal (soft-reset) neurons, unless turned off."""
+    return options.snn_calibration and options.model.family == "soft_reset" and _has_relu(graph)
+
+
+def _snn_means(x: np.ndarray, timesteps: int, threads: int):
+    """The `measure` of calibrate_rates: each layer's per-neuron mean output over x after T steps, on the reference."""
+    def measure(graph: nir.NIRGraph) -> dict[str, np.ndarray]:
+        result = get_target("reference").run(graph, x, timesteps, {}, threads, counted_steps=(timesteps,))
+        return {name: result.spikes_per_neuron[name][0] * np.asarray(node.v_threshold, np.float64) / (timesteps * len(x))
+                for name, node in graph.nodes.items() if isinstance(node, nir.IF)}
+    return measure
+
+
+def lower(graph: AnnGraph, options: CompileOptions, adjust=None) -> dict[str, nir.NIRGraph]:
+    """The SNN at every precision the targets run, after `adjust` (a pass on the compact float network); graded
+    neurons as binary members when the form is expanded."""
     compact = lower_to_nir(graph, options.neuron, options.neuron_options)
+    compact = adjust(compact) if adjust else compact
     finish = expand_group_neurons if options.group_form() == "expanded" else (lambda g: g)
     return {precision: finish(quantize_loihi(compact) if precision == "loihi" else compact)
             for precision in options.precisions()}
@@ -81,6 +101,13 @@ def lower(graph: AnnGraph, options: CompileOptions) -> dict[str, nir.NIRGraph]:
 
 def build_networks(graph: AnnGraph, calibration: np.ndarray, options: CompileOptions) -> dict[int, dict[str, nir.NIRGraph]]:
     """networks[T][precision]: one network shared by every T, except where T is part of the calibration."""
+    if rate_calibrated(graph, options):
+        x = calibration[:RATE_CALIBRATION_SAMPLES]
+        means = ann_activation_means(graph, x)
+        graph.notes.append(f"SNN calibration (bias correction, Li et al. 2021) for every T on {len(x)} samples; "
+                           "--no-snn-calibration turns it off")
+        return {t: lower(graph, options, lambda snn, t=t: calibrate_rates(snn, means, _snn_means(x, t, options.threads)))
+                for t in options.timesteps}
     steps = calibrated_steps(graph, options)
     shared = lower(graph, options) if len(steps) < len(options.timesteps) else None
     rule = options.neuron_options.get("parallel_calibration", "search")
