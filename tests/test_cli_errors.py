@@ -64,7 +64,7 @@ def test_missing_file(tmp_path):
 def test_maxpool_message_names_the_fix(tmp_path):
     path = tmp_path / "mp.onnx"
     model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], name="pool1")], (1, 8, 8), None, path=path)
-    _assert_one_line_error(_snnc("compile", path, "-o", tmp_path / "o", cwd=tmp_path), "pool1", "--maxpool avg")
+    _assert_one_line_error(_snnc("compile", path, "--maxpool", "error", "-o", tmp_path / "o", cwd=tmp_path), "pool1", "--maxpool avg")
 
 
 def test_softmax_inside_the_network_is_refused(tmp_path):

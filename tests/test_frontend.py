@@ -161,12 +161,18 @@ def test_residual_add_and_concat(tmp_path):
     _check(tmp_path, model(nodes, (2, 4, 4), None, {"w1": rand(3, 2, 3, 3, seed=1), "w2": rand(3, 3, 3, 3, seed=2)}), rand(2, 2, 4, 4))
 
 
-def test_maxpool_refused_by_default_and_replaced_on_request(tmp_path):
+@pytest.mark.parametrize("pads", [[0, 0, 0, 0], [1, 1, 1, 1]])
+def test_maxpool_kept_by_default_against_onnxruntime(tmp_path, pads):
+    nodes = [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=pads)]
+    _check(tmp_path, model(nodes, (2, 7, 7), None), rand(3, 2, 7, 7) - 0.5, maxpool="spiking")
+
+
+def test_maxpool_refused_or_replaced_on_request(tmp_path):
     nodes = [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
     path = tmp_path / "m.onnx"
     onnx.save(model(nodes, (1, 4, 4), None), str(path))
     with pytest.raises(SnncError, match="--maxpool avg"):
-        import_onnx(path)
+        import_onnx(path, maxpool="error")
     graph = canonicalise(import_onnx(path, maxpool="avg"))
     x = rand(1, 1, 4, 4)
     expected = x.reshape(1, 1, 2, 2, 2, 2).mean(axis=(3, 5))

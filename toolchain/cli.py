@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--percentile", type=_percentile, default=99.9, help="percentile of ReLU activations used as threshold (default: 99.9)")
     comp.add_argument("--per-channel", action="store_true", help="calibrate ReLU thresholds per channel instead of per layer")
     comp.add_argument("--calibration-samples", type=_positive, default=1000, help="training samples used to calibrate ReLU thresholds (default: 1000)")
-    comp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling: error (default) or avg (replace by average pooling)")
+    comp.add_argument("--maxpool", default="spiking", choices=MAXPOOL_MODES,
+                      help="MaxPool handling: spiking (default: max pooling of spike counts, docs/maxpool.md), avg (replace by "
+                      "average pooling) or error")
     comp.add_argument("--no-snn-calibration", dest="snn_calibration", action="store_false",
                       help="skip the bias correction of plain-ReLU networks with if or gn neurons (on by default)")
     _add_options(comp.add_argument_group("neuron model options (each applies to the models that declare it)"), neurons.all_options().values())
@@ -106,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
     insp = commands.add_parser("inspect", help="list an ONNX model's nodes, shapes and snnc support")
     insp.add_argument("model", help="the ONNX model")
-    insp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling to assume")
+    insp.add_argument("--maxpool", default="spiking", choices=MAXPOOL_MODES, help="MaxPool handling to assume (default: spiking)")
     insp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     run = commands.add_parser("run", parents=[common], help="run a model.nir on the reference runtime")
@@ -174,12 +176,28 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"snnc: error: {err}", file=sys.stderr)
                 return SnncError.exit_code
     except KeyboardInterrupt:
-        print("snnc: interrupted; no output was written", file=sys.stderr)
-        return 128 + signal.SIGINT
+        return _stopped(signal.SIGINT, "interrupted")
     except Terminated:
-        print("snnc: terminated; no output was written", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return _stopped(signal.SIGTERM, "terminated")
+
+
+def _stopped(signum: int, word: str) -> int:
+    print(f"snnc: {word}; no output was written", file=sys.stderr)
+    return 128 + signum
+
+
+def entry() -> None:
+    """The `snnc` command. A Ctrl-C that passed through Python code run from a C library leaves CPython's
+    'unhandled KeyboardInterrupt' mark set even though main() handled it, and the interpreter then ends itself by
+    SIGINT instead of exiting 130 (seen with strace: kill(getpid(), SIGINT) after the message). Once the command
+    has stopped and cleaned up, its status is final, so it leaves at once."""
+    code = main()
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

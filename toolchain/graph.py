@@ -17,7 +17,7 @@ from typing import Union
 import nir
 import numpy as np
 
-from toolchain.ir.shapes import output_shape
+from toolchain.ir.shapes import output_shape, pool_output_shape
 from toolchain.ir.verify import GraphError
 
 
@@ -38,6 +38,18 @@ class Activation:
     threshold: Union[float, np.ndarray, None] = None
     levels: Union[int, None] = None
     amplitude: Union[np.ndarray, None] = None
+
+
+@dataclass(eq=False)
+class MaxPool:
+    """y[c, i, j] = max of x[c] over the window at (i, j); padding never wins (it is −∞).
+
+    Its spiking form (docs/maxpool.md) keeps this for the counts: after t steps the pool has emitted, per output,
+    the largest of its inputs' counts so far, max_w C_w(t), C_w(t) = Σ_{s≤t} x_w[s]."""
+
+    kernel_size: tuple
+    stride: tuple
+    padding: tuple
 
 
 @dataclass(eq=False)
@@ -82,7 +94,7 @@ class Identity:
 
 
 LINEAR_OPS = (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Scale, nir.Flatten)
-CANONICAL_OPS = LINEAR_OPS + (Activation, Add, Concat)
+CANONICAL_OPS = LINEAR_OPS + (MaxPool, Activation, Add, Concat)
 
 
 @dataclass(eq=False)
@@ -152,9 +164,9 @@ def verify(graph: AnnGraph, allowed_ops: tuple = CANONICAL_OPS + (ChannelAffine,
 def infer_shape(op, input_shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
     """The per-sample output shape an op gives for its input shapes (None for ops the frontend still resolves)."""
     first = input_shapes[0]
-    if isinstance(op, LINEAR_OPS):
+    if isinstance(op, (*LINEAR_OPS, MaxPool)):
         try:
-            return output_shape(op, first)
+            return pool_output_shape(op, first) if isinstance(op, MaxPool) else output_shape(op, first)
         except ValueError as err:
             raise GraphError(f"a {type(op).__name__} {err}") from None
     if isinstance(op, (Add, Concat)) and any(s[int(isinstance(op, Concat)):] != first[int(isinstance(op, Concat)):] for s in input_shapes):

@@ -17,7 +17,7 @@ def _shape(value_info: onnx.ValueInfoProto | None) -> str:
     return "x".join(d.dim_param or str(d.dim_value) for d in dims) or "scalar"
 
 
-def inspect_model(path: str, maxpool: str = "error") -> str:
+def inspect_model(path: str, maxpool: str = "spiking") -> str:
     model = load_onnx(path)
     infos = {v.name: v for v in list(model.graph.value_info) + list(model.graph.output)}
     rows = []

@@ -28,7 +28,7 @@ class CompileOptions:
     per_channel: bool = False
     calibration_samples: int = 1000
     samples: int | None = None
-    maxpool: str = "error"
+    maxpool: str = "spiking"
     snn_calibration: bool = True  # bias correction of plain-ReLU networks with causal neurons (calibrate_rates)
     threads: int = 2
     batch_size: int | None = None

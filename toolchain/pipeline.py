@@ -43,7 +43,7 @@ class Imported:
     graph: AnnGraph
 
 
-def import_model(path, maxpool: str = "error") -> Imported:
+def import_model(path, maxpool: str = "spiking") -> Imported:
     """Load, check and import an ONNX file into its canonical ANN graph."""
     path = Path(path)
     model = load_onnx(path)

@@ -129,6 +129,9 @@ class _Builder:
             elif isinstance(node, nir.Flatten):
                 self.outputs[name] = [(port.flatten(), delay) for port, delay in sources]
                 self.bias[name] = np.asarray(bias).reshape(-1) if np.ndim(bias) else bias
+            elif NodeMeta.of(node).pool == "max":
+                raise SnncError(f"node '{name}' is a max pooling, which the Lava target does not map yet; compile with "
+                                "--maxpool avg for Lava, or run max pooling on the reference target")
             elif isinstance(node, SYNAPTIC):
                 self._synapse(name, node, sources, bias)
             else:

@@ -28,7 +28,7 @@ from targets.reference.kernels import memory_order, window_spikes
 from targets.reference.neurons import FAMILY_KERNELS, Signal, neuron_parameters, per_neuron_layout, sanafe_soft_reset
 from targets.result import RunResult
 from toolchain.errors import SnncError
-from toolchain.ir.kernels import apply_linear, as_tensor, channels_last, linear_parameters
+from toolchain.ir.kernels import apply_linear, as_tensor, channels_last, linear_parameters, max_pool
 from toolchain.ir.metadata import GraphMeta, NodeMeta
 from toolchain.ir.order import only_node_of_type, topological_order
 from toolchain.progress import progress
@@ -69,7 +69,7 @@ class ReferenceRuntime:
             return neuron_parameters(node, name, self.dtype, saturate=self.precision == "loihi")
         if isinstance(node, nir.I):
             return {"r": per_neuron_layout(as_tensor(node.r, self.dtype))}
-        return linear_parameters(node, self.dtype)
+        return {**linear_parameters(node, self.dtype), "max_pool": NodeMeta.of(node).pool == "max"}
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -199,6 +199,8 @@ class ReferenceRuntime:
                     self._add_block_totals(neuron_totals, name, n, steps)
             elif isinstance(node, nir.I):
                 values[name] = (x * p["r"], summed)
+            elif p.get("max_pool"):  # the largest window sum: what the pool has emitted by the window's end
+                values[name] = (max_pool(node, x), summed)
             else:
                 if summed and p.get("bias") is not None:  # the bias arrives at every step of the window
                     p = {**p, "bias": p["bias"] * timesteps}
@@ -249,6 +251,8 @@ class ReferenceRuntime:
         if isinstance(node, nir.I):
             data = signal.data if signal.temporal else signal.data.expand(timesteps, *signal.data.shape)
             return Signal(torch.cumsum(data * p["r"], dim=0), temporal=True)
+        if p.get("max_pool"):
+            return Signal(self._max_pool(node, signal), signal.temporal)
         data = signal.data
         lead = data.shape[:2] if signal.temporal else None
         if lead is not None:
@@ -259,3 +263,15 @@ class ReferenceRuntime:
         if lead is not None:
             data = data.reshape(*lead, *data.shape[1:])
         return Signal(data, signal.temporal)
+
+    @staticmethod
+    def _max_pool(node, signal: Signal) -> torch.Tensor:
+        """Max pooling of spikes (docs/maxpool.md): after every step t the pool has emitted, per output, the largest
+        of its inputs' counts C_w(t) so far; so it emits max_w C_w(t) − max_w C_w(t−1) at step t. A signal that is
+        the same at every step is pooled as it is (its counts grow alike)."""
+        if not signal.temporal:
+            return max_pool(node, signal.data)
+        x = signal.data
+        running = max_pool(node, x.cumsum(0).reshape(-1, *x.shape[2:]))
+        running = running.reshape(*x.shape[:2], *running.shape[1:])
+        return torch.diff(running, dim=0, prepend=torch.zeros_like(running[:1]))

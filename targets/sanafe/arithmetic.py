@@ -50,6 +50,10 @@ def quantize_sanafe(graph: nir.NIRGraph) -> nir.NIRGraph:
     graph = copy.deepcopy(graph)
     if GraphMeta.of(graph).precision != "float":
         raise SnncError("quantize_sanafe takes a float graph (SANA-FE runs float32 parameters)")
+    pooled = [name for name, node in graph.nodes.items() if NodeMeta.of(node).pool == "max"]
+    if pooled:
+        raise SnncError(f"node '{pooled[0]}' is a max pooling, which SANA-FE's synapses cannot compute; compile with "
+                        "--maxpool avg for the sanafe target")
     evaluator = SegmentEvaluator(graph)
     segments = spiking_segments(graph)
     currents = {}

@@ -28,13 +28,14 @@ from toolchain.graph import (
     Concat,
     GraphError,
     Identity,
+    MaxPool,
     Node,
     ScalarOp,
     infer_shape,
     verify,
 )
 
-MAXPOOL_MODES = ("error", "avg")
+MAXPOOL_MODES = ("spiking", "avg", "error")
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
 
@@ -348,15 +349,17 @@ def _averagepool(imp: Importer, node, attrs):
 
 
 def _maxpool(imp: Importer, node, attrs):
-    """Refused by default (no lossless spiking max); `--maxpool avg` replaces it with average pooling and says so in the report."""
-    if imp.maxpool != "avg":
-        raise _Unsupported(
-            "max pooling has no lossless spiking equivalent; retrain with AveragePool, "
-            "or pass --maxpool avg to replace it with average pooling (accuracy may drop)"
-        )
+    """Kept as max pooling (`--maxpool spiking`, the default; docs/maxpool.md), replaced by average pooling with
+    `--maxpool avg` (the report says so), or refused with `--maxpool error`."""
+    if imp.maxpool == "error":
+        raise _Unsupported("max pooling refused (--maxpool error); pass --maxpool spiking (the default) to keep it, "
+                           "or --maxpool avg to replace it with average pooling (accuracy may drop)")
     if len(node.output) > 1 and node.output[1]:
         raise _Unsupported("MaxPool indices output is not supported")
     shape, kernel, strides, pads = _pool_window(imp, node, attrs)
+    if imp.maxpool == "spiking":
+        imp.add(node, MaxPool(kernel_size=tuple(kernel), stride=tuple(strides), padding=tuple(pads)), [node.input[0]])
+        return
     imp.notes.append(f"MaxPool '{node.name}' replaced by average pooling (--maxpool avg)")
     _average(imp, node, shape, kernel, strides, pads, include_pad=False)
 
@@ -547,7 +550,7 @@ SUPPORTED_OPS = {
 }
 
 
-def import_onnx(path: str | Path, maxpool: str = "error", model: onnx.ModelProto | None = None) -> AnnGraph:
+def import_onnx(path: str | Path, maxpool: str = "spiking", model: onnx.ModelProto | None = None) -> AnnGraph:
     """Convert an ONNX model (loaded from `path` unless given) node by node into the raw ANN graph."""
     if maxpool not in MAXPOOL_MODES:
         raise SnncError(f"--maxpool must be one of {', '.join(MAXPOOL_MODES)} (got '{maxpool}')")

@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from toolchain.graph import LINEAR_OPS, Activation, Add, AnnGraph, Concat, Node
-from toolchain.ir.kernels import apply_linear, linear_parameters
+from toolchain.graph import LINEAR_OPS, Activation, Add, AnnGraph, Concat, MaxPool, Node
+from toolchain.ir.kernels import apply_linear, linear_parameters, max_pool
 from toolchain.neurons import qcfs
 
 ActivationFunction = Callable[[Node, torch.Tensor], torch.Tensor]
@@ -46,6 +46,8 @@ def node_values(graph: AnnGraph, x: np.ndarray, activation: ActivationFunction =
                 values[node.name] = sum(inputs)
             elif isinstance(node.op, Concat):
                 values[node.name] = torch.cat(inputs, dim=1)
+            elif isinstance(node.op, MaxPool):
+                values[node.name] = max_pool(node.op, inputs[0])
             elif isinstance(node.op, LINEAR_OPS):
                 values[node.name] = apply_linear(node.op, linear_parameters(node.op), inputs[0])
             else:

@@ -53,6 +53,11 @@ def linear_parameters(node: nir.NIRNode, dtype: torch.dtype = torch.float32) -> 
     return {}
 
 
+def max_pool(node, x: torch.Tensor) -> torch.Tensor:
+    """The window maximum of a batch x (B, C, H, W) for a node with kernel_size, stride and padding (padding −∞)."""
+    return channels_last(F.max_pool2d(x, pair(node.kernel_size), pair(node.stride), pair(node.padding)))
+
+
 def apply_linear(node: nir.NIRNode, params: dict, x: torch.Tensor) -> torch.Tensor:
     """The node's output for a batch x (B, ...) given its `linear_parameters`."""
     if isinstance(node, (nir.Affine, nir.Linear)):

@@ -20,6 +20,8 @@ written through `NodeMeta`; the graph carries `GraphMeta`. The fields are the ke
 | group, member(s)     | IF         | an expanded group neuron's layer name, member index and count       |
 | scale                | IF         | Loihi precision: integer units per ANN unit at this layer's input   |
 | bias                 | IF         | SANA-FE's arithmetic: the constant current the neuron adds per step |
+| pool                 | SumPool2d  | `max`: a max pooling (docs/maxpool.md), written as a SumPool2d's     |
+|                      |            | window; standard NIR has no max pooling, so only snnc runs it       |
 | role                 | I, Scale   | `readout` (the integrator summing the last layer), `amplitude`;     |
 |                      |            | portable profile: `potential`, `spikes`, `reset`, `mean`            |
 | layer                | portable   | the layer whose spikes a portable node counts                       |
@@ -103,6 +105,7 @@ class NodeMeta:
     members: int = 0
     scale: float = 0.0
     bias: Any = None
+    pool: str = ""
     role: str = ""
     layer: str = ""
     weight_exp: int = 0
@@ -112,7 +115,7 @@ class NodeMeta:
 
     TYPES = {"neuron": str, "reset": str, "v_init": Any, "max_spikes_per_step": int, "activation": str, "threshold": Any,
              "levels": int, "schedule": str, "fire_rule": str, "cycle": int, "seed": int, "group": str, "member": int,
-             "members": int, "scale": float, "bias": Any, "role": str, "layer": str, "weight_exp": int, "host": bool, "onnx_node": str}
+             "members": int, "scale": float, "bias": Any, "pool": str, "role": str, "layer": str, "weight_exp": int, "host": bool, "onnx_node": str}
 
     @classmethod
     def of(cls, node: nir.NIRNode) -> "NodeMeta":

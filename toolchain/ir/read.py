@@ -167,6 +167,8 @@ def _check_fields(node: nir.NIRNode) -> None:
     if not isinstance(node.metadata, dict) or not isinstance(node.metadata.get(KEY, {}), dict):
         raise ValueError(f"has metadata that is not a mapping (snnc keeps its own under '{KEY}')")
     meta = raw_metadata(node)
+    if meta.get("pool", "") not in ("", "max") or (meta.get("pool") == "max" and not isinstance(node, nir.SumPool2d)):
+        raise ValueError(f"has metadata pool {meta.get('pool')!r}; snnc writes max pooling as a SumPool2d marked 'max'")
     for key in _METADATA_ARRAYS:
         if key in meta:
             finite_numbers(meta[key], f"metadata '{key}'")

@@ -93,7 +93,7 @@ def _weighted_output(node, shape: tuple[int, ...]) -> tuple[int, ...]:
     return _window_output(shape, (weight[0],), weight[2:], node.stride, node.padding, node.dilation)
 
 
-def _pool_output(node, shape: tuple[int, ...]) -> tuple[int, ...]:
+def pool_output_shape(node, shape: tuple[int, ...]) -> tuple[int, ...]:
     if len(shape) != 3:
         raise ValueError(f"pools an input of shape {shape}; it needs (channels, height, width)")
     kernel, stride = integers(node.kernel_size, "kernel_size", 2), integers(node.stride, "stride", 2)
@@ -118,7 +118,7 @@ def output_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
     if isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d)):
         return _weighted_output(node, shape)
     if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-        return _pool_output(node, shape)
+        return pool_output_shape(node, shape)
     if isinstance(node, nir.Flatten):
         return _flatten_output(node, shape)
     if isinstance(node, nir.Scale):

@@ -37,6 +37,8 @@ def verify_nir(graph: nir.NIRGraph) -> nir.NIRGraph:
                 raise GraphError(f"neuron node {name!r} lacks snnc's metadata (neuron {meta.neuron!r}, reset {meta.reset!r}, schedule {meta.schedule!r})")
             if np.shape(np.broadcast_to(meta.v_init, shapes[name])) != shapes[name] or not (np.asarray(node.v_threshold) > 0).all():
                 raise GraphError(f"neuron node {name!r} has an initial potential or thresholds that do not fit its layer")
+        if meta.pool and not (meta.pool == "max" and isinstance(node, nir.SumPool2d)):
+            raise GraphError(f"node {name!r} marks pooling {meta.pool!r}; snnc writes max pooling as a SumPool2d window")
     readouts = [n for n, node in graph.nodes.items() if isinstance(node, nir.I) and NodeMeta.of(node).role == "readout"]
     if len(readouts) > 1:
         raise GraphError(f"the graph has {len(readouts)} readout integrators; snnc's graphs have at most one")

@@ -19,7 +19,7 @@ import nir
 import numpy as np
 
 import toolchain
-from toolchain.graph import Activation, Add, AnnGraph, Concat
+from toolchain.graph import Activation, Add, AnnGraph, Concat, MaxPool
 from toolchain.ir.metadata import GraphMeta, NodeMeta
 from toolchain.ir.verify import verify_nir
 from toolchain.neurons import get_model
@@ -88,15 +88,16 @@ class _Lowering:
             self.lower_activation(ann, terms, in_shape, meta)
             return
         factor = self.shared_factor(terms)
-        if factor is False:
+        if factor is False or (isinstance(op, MaxPool) and factor is not None and (factor <= 0).any()):
             terms, factor = [_Term(n, None) for n in self.materialise(terms, in_shape)], None
         if isinstance(op, (nir.Affine, nir.Linear, nir.Conv2d)):
             kind = "conv" if isinstance(op, nir.Conv2d) else "fc"
             new = _with_input_factor(op, factor)
             out_factor = None
         else:
-            kind = {nir.Flatten: "flatten", nir.Scale: "scale"}.get(type(op), "pool")
+            kind = {nir.Flatten: "flatten", nir.Scale: "scale", MaxPool: "maxpool"}.get(type(op), "pool")
             new = _copy(op)
+            meta.pool = "max" if isinstance(op, MaxPool) else ""
             out_factor = None if factor is None else _propagate_factor(op, factor, in_shape)
         name = self.fresh(kind)
         new.metadata = meta.as_metadata()
@@ -170,6 +171,8 @@ def _copy(op):
         return nir.Flatten(input_type=op.input_type, start_dim=op.start_dim, end_dim=op.end_dim)
     if isinstance(op, nir.Scale):
         return nir.Scale(scale=op.scale)
+    if isinstance(op, MaxPool):  # a SumPool2d's window, marked max in the metadata (toolchain/ir/metadata.py)
+        return nir.SumPool2d(kernel_size=np.array(op.kernel_size), stride=np.array(op.stride), padding=np.array(op.padding))
     return type(op)(kernel_size=op.kernel_size, stride=op.stride, padding=op.padding)
 
 
@@ -191,7 +194,8 @@ def _with_input_factor(op, factor):
 
 
 def _propagate_factor(op, factor: np.ndarray, in_shape) -> np.ndarray:
-    """Per-channel factors commute with pooling and per-position scaling; flattening spreads them per feature."""
+    """Per-channel factors commute with pooling (positive ones with max pooling: spike amplitudes are) and
+    per-position scaling; flattening spreads them per feature."""
     if isinstance(op, nir.Flatten):
         return np.repeat(factor, int(np.prod(in_shape[1:])))
     return factor

@@ -64,6 +64,10 @@ def _refuse_unportable(graph: nir.NIRGraph) -> None:
         neuron = NodeMeta.of(graph.nodes[windowed[0]]).neuron
         raise SnncError(f"layer '{windowed[0]}': {neuron} neurons fire from their whole window of input, which standard "
                         "NIR cannot say; the portable profile covers if and gn (model.nir keeps them for snnc)")
+    pooled = [name for name, node in graph.nodes.items() if NodeMeta.of(node).pool == "max"]
+    if pooled:
+        raise SnncError(f"node '{pooled[0]}': max pooling has no standard NIR node; the portable profile needs "
+                        "--maxpool avg (model.nir keeps it for snnc)")
     if GraphMeta.of(graph).precision != "float":
         raise SnncError("the portable profile is written from the float network (model.nir), not from a quantized one")
     for name, node in graph.nodes.items():

@@ -22,6 +22,10 @@ def accuracy_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     header = ["", "precision", "samples"] + [f"T={t}" for t in steps] + [f"agree T={last}", f"spikes/inf T={last}", f"latency T={last}"]
     ann = report["ann"]["accuracy"]
     rows = [["ANN (onnxruntime)", "float", str(report["data"]["test_samples"])] + [_pct(ann)] * len(steps) + ["", "", ""]]
+    rewritten = report["ann"].get("rewritten")
+    if rewritten:  # a rewrite changed the function: its loss apart from the conversion's
+        rows.append([f"ANN as rewritten ({rewritten['what']})", "float", str(report["data"]["test_samples"])]
+                    + [_pct(rewritten["accuracy"])] * len(steps) + ["", "", ""])
     for name, entry in report["targets"].items():
         rows.append([f"SNN {name}", entry.get("precision", "float"), str(entry["samples"])]
                     + [_pct(entry["accuracy"].get(str(t))) for t in steps]
