@@ -99,12 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--per-channel", action="store_true", help="calibrate ReLU thresholds per channel instead of per layer")
     comp.add_argument("--calibration-samples", type=_positive, default=1000, help="training samples used to calibrate ReLU thresholds (default: 1000)")
     comp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling: error (default) or avg (replace by average pooling)")
+    comp.add_argument("--drop-lrn", action="store_true", help="remove LRN nodes (no spiking equivalent) instead of refusing the model")
     _add_options(comp.add_argument_group("neuron model options (each applies to the models that declare it)"), neurons.all_options().values())
     _add_options(comp.add_argument_group("target options"), targets.all_options().values())
 
     insp = commands.add_parser("inspect", help="list an ONNX model's nodes, shapes and snnc support")
     insp.add_argument("model", help="the ONNX model")
     insp.add_argument("--maxpool", default="error", choices=MAXPOOL_MODES, help="MaxPool handling to assume")
+    insp.add_argument("--drop-lrn", action="store_true", help="assume LRN nodes are removed")
     insp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     run = commands.add_parser("run", parents=[common], help="run a model.nir on the reference runtime")
@@ -127,7 +129,7 @@ def _compile(args) -> int:
     options = CompileOptions(
         neuron=args.neuron, targets=args.target, timesteps=args.timesteps, data=args.data, percentile=args.percentile,
         per_channel=args.per_channel, calibration_samples=args.calibration_samples, samples=args.samples,
-        maxpool=args.maxpool, threads=args.threads, batch_size=args.batch_size,
+        maxpool=args.maxpool, drop_lrn=args.drop_lrn, threads=args.threads, batch_size=args.batch_size,
         neuron_options={k: given[k] for k in neurons.all_options() if k in given},
         target_options={k: given[k] for k in targets.all_options() if k in given},
     )
@@ -142,7 +144,7 @@ def _compile(args) -> int:
 def _inspect(args) -> int:
     from toolchain.inspect import inspect_model
 
-    print(inspect_model(args.model, args.maxpool))
+    print(inspect_model(args.model, args.maxpool, args.drop_lrn))
     return 0
 
 

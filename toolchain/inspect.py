@@ -17,7 +17,7 @@ def _shape(value_info: onnx.ValueInfoProto | None) -> str:
     return "x".join(d.dim_param or str(d.dim_value) for d in dims) or "scalar"
 
 
-def inspect_model(path: str, maxpool: str = "error") -> str:
+def inspect_model(path: str, maxpool: str = "error", drop_lrn: bool = False) -> str:
     model = load_onnx(path)
     infos = {v.name: v for v in list(model.graph.value_info) + list(model.graph.output)}
     rows = []
@@ -32,7 +32,7 @@ def inspect_model(path: str, maxpool: str = "error") -> str:
     lines = [f"{path}: {len(model.graph.node)} nodes, opset "
              f"{next(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))}", "", *table(["node", "op", "output shape", "status"], rows)]
     try:
-        graph = canonicalise(import_onnx(path, maxpool, model=model))
+        graph = canonicalise(import_onnx(path, maxpool, model=model, drop_lrn=drop_lrn))
     except SnncError as err:
         lines += ["", f"conversion: fails: {err}"]
         raise SnncError("\n".join(lines)) from None

@@ -29,6 +29,7 @@ class CompileOptions:
     calibration_samples: int = 1000
     samples: int | None = None
     maxpool: str = "error"
+    drop_lrn: bool = False  # remove LRN nodes (no spiking equivalent) instead of refusing the model
     threads: int = 2
     batch_size: int | None = None
     neuron_options: dict = field(default_factory=dict)  # the chosen model's options (e.g. tau), defaults filled in

@@ -19,7 +19,7 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from toolchain.errors import SnncError
-from toolchain.frontend.onnx_load import load_onnx
+from toolchain.frontend.onnx_load import UPGRADED_FROM_KEY, UPGRADE_TO, load_onnx
 from toolchain.graph import (
     Activation,
     Add,
@@ -45,10 +45,15 @@ class _Unsupported(Exception):
 class Importer:
     """Walks the ONNX graph in order, keeping constants, per-sample shapes and the nodes built so far."""
 
-    def __init__(self, model: onnx.ModelProto, source: str, maxpool: str):
+    def __init__(self, model: onnx.ModelProto, source: str, maxpool: str, drop_lrn: bool = False):
         self.source = source
         self.maxpool = maxpool
-        self.notes: list[str] = []
+        self.drop_lrn = drop_lrn
+        self.notes: list[str] = [
+            f"ONNX opset {p.value} upgraded to {UPGRADE_TO} with onnx.version_converter"
+            for p in model.metadata_props if p.key == UPGRADED_FROM_KEY
+        ]
+        self.opsets = {o.domain or "": o.version for o in model.opset_import}
         self.consts = {t.name: _initializer(t, source) for t in model.graph.initializer}
         data_inputs = [i for i in model.graph.input if i.name not in self.consts]
         if len(data_inputs) != 1:
@@ -147,8 +152,13 @@ class Importer:
 
     def _fold_constant(self, onnx_node: onnx.NodeProto, where: str) -> None:
         """Evaluate a node whose inputs are all constants (Constant, Shape arithmetic, casts) once, here."""
+        attrs = _attributes(onnx_node)
+        if onnx_node.op_type == "Unsqueeze" and "axes" in attrs:
+            # onnx's reference Unsqueeze (opset 11) fails on the `axes` attribute; it is one numpy call.
+            self.consts[onnx_node.output[0]] = np.expand_dims(self.consts[onnx_node.input[0]], tuple(attrs["axes"]))
+            return
         try:
-            outputs = ReferenceEvaluator(onnx_node).run(None, {i: self.consts[i] for i in onnx_node.input if i})
+            outputs = ReferenceEvaluator(onnx_node, opsets=self.opsets).run(None, {i: self.consts[i] for i in onnx_node.input if i})
         except Exception as err:  # the reference evaluator raises many types for bad constant nodes
             raise SnncError(f"{where}: cannot evaluate this constant expression ({err}); simplify the model (onnxsim)")
         for name, value in zip(onnx_node.output, outputs):
@@ -361,6 +371,17 @@ def _maxpool(imp: Importer, node, attrs):
     _average(imp, node, shape, kernel, strides, pads, include_pad=False)
 
 
+def _lrn(imp: Importer, node, attrs):
+    """Refused (no spiking equivalent); `--drop-lrn` removes it and says so in the report."""
+    if not imp.drop_lrn:
+        raise _Unsupported(
+            "local response normalisation (LRN) has no spiking equivalent; retrain without LRN, "
+            "or pass --drop-lrn to remove it (accuracy may drop)"
+        )
+    imp.notes.append(f"LRN '{node.name}' removed (--drop-lrn)")
+    imp.alias(node, node.input[0])
+
+
 def _global_average(imp: Importer, node, attrs):
     """Average over the whole feature map."""
     shape = imp.shape(node.input[0])
@@ -521,6 +542,7 @@ SUPPORTED_OPS = {
     "AveragePool": _averagepool,
     "GlobalAveragePool": _global_average,
     "MaxPool": _maxpool,
+    "LRN": _lrn,
     "Flatten": _flatten,
     "Reshape": _reshape,
     "Squeeze": _squeeze_like,
@@ -547,9 +569,11 @@ SUPPORTED_OPS = {
 }
 
 
-def import_onnx(path: str | Path, maxpool: str = "error", model: onnx.ModelProto | None = None) -> AnnGraph:
+def import_onnx(
+    path: str | Path, maxpool: str = "error", model: onnx.ModelProto | None = None, drop_lrn: bool = False
+) -> AnnGraph:
     """Convert an ONNX model (loaded from `path` unless given) node by node into the raw ANN graph."""
     if maxpool not in MAXPOOL_MODES:
         raise SnncError(f"--maxpool must be one of {', '.join(MAXPOOL_MODES)} (got '{maxpool}')")
     model = load_onnx(path) if model is None else model
-    return Importer(model, str(path), maxpool).run(model)
+    return Importer(model, str(path), maxpool, drop_lrn).run(model)
