@@ -199,3 +199,32 @@ def _with_symbolic_batch(proto):
         if opset.domain in ("", "ai.onnx") and opset.version not in OPSETS:
             opset.version = OPSETS.start
     return proto
+
+
+@pytest.mark.parametrize("op", ["Sum", "Mean"])
+def test_sum_and_mean_of_several_inputs(tmp_path, op):
+    """ResNet-50's residual merge as the opset-9 model zoo writes it: Sum of several branches, then ReLU."""
+    weights = {f"w{k}": rand(3, 3, 1, 1) for k in range(3)}
+    nodes = [helper.make_node("Conv", ["x", f"w{k}"], [f"c{k}"]) for k in range(3)]
+    nodes += [helper.make_node(op, ["c0", "c1", "c2"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    _check(tmp_path, model(nodes, (3, 4, 4), (3, 4, 4), weights, opset=9), rand(2, 3, 4, 4))
+
+
+LIGHT = sorted((Path(onnx.__file__).parent / "backend/test/data/light").glob("light_*.onnx"))
+WITH_LRN = {"light_bvlc_alexnet", "light_inception_v1", "light_zfnet512"}
+# Still blocked (issue 14): asymmetric pooling pads and the channel shuffle.
+NOT_YET = {"light_bvlc_alexnet", "light_inception_v1", "light_inception_v2", "light_shufflenet"}
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.xfail(raises=SnncError, strict=True)) if p.stem in NOT_YET else p for p in LIGHT
+], ids=lambda p: p.stem)
+def test_model_zoo_light_models_read_as_given(path):
+    """The opset-9 topologies shipped in the onnx wheel: upgraded, and LRN refused in one line unless dropped."""
+    if path.stem in WITH_LRN:
+        with pytest.raises(SnncError, match=r"node '\w+' \(LRN\).*--drop-lrn") as err:
+            import_onnx(path, "avg")
+        assert "\n" not in str(err.value)
+    graph = canonicalise(import_onnx(path, "avg", drop_lrn=True))
+    assert "ONNX opset 9 upgraded to 11 with onnx.version_converter" in graph.notes
+    assert (path.stem in WITH_LRN) == any("--drop-lrn" in n for n in graph.notes)

@@ -447,6 +447,18 @@ def _concat(imp: Importer, node, attrs):
     imp.add(node, Concat(), list(node.input))
 
 
+def _sum(imp: Importer, node, attrs):
+    """Of tensors of one shape: a residual merge (Mean: then scaled by 1/n per channel)."""
+    if len(node.input) == 1:
+        imp.alias(node, node.input[0])
+        return
+    imp.add(node, Add(), list(node.input))
+    if node.op_type == "Mean":
+        channels = imp.shape(node.output[0])[0]
+        scale = np.full(channels, 1.0 / len(node.input), np.float32)
+        imp.add(node, ChannelAffine(scale, np.zeros(channels, np.float32)), [node.output[0]], suffix=".mean")
+
+
 def _binary(imp: Importer, node, attrs):
     """Add of two tensors is a residual merge; with a scalar constant it is part of an activation; with a per-channel constant it is folded into the layer before."""
     a, b = node.input
@@ -549,6 +561,8 @@ SUPPORTED_OPS = {
     "Unsqueeze": _squeeze_like,
     "Concat": _concat,
     "Add": _binary,
+    "Sum": _sum,
+    "Mean": _sum,
     "Sub": _binary,
     "Mul": _binary,
     "Div": _binary,
