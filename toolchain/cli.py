@@ -144,8 +144,9 @@ def _compile(args) -> int:
 def _inspect(args) -> int:
     from toolchain.inspect import inspect_model
 
-    print(inspect_model(args.model, args.maxpool, args.drop_lrn))
-    return 0
+    text, converts = inspect_model(args.model, args.maxpool, args.drop_lrn)
+    print(text)
+    return 0 if converts else 2
 
 
 def _run(args) -> int:
