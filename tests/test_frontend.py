@@ -246,3 +246,12 @@ def test_model_zoo_light_models_agree_with_onnxruntime(name):
     reference = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     ours = evaluate_ann(graph, x).reshape(reference.shape)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-4 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize("op", ["Sigmoid", "Tanh", "Gelu"])
+def test_ops_without_a_spiking_equivalent_are_one_line_errors(tmp_path, op):
+    path = tmp_path / "m.onnx"
+    onnx.save(model([helper.make_node(op, ["x"], ["y"], name="act")], (4,), (4,), opset=20), str(path))
+    with pytest.raises(SnncError, match=rf"node 'act' \({op}\) has no spiking equivalent.*retrain") as err:
+        import_onnx(path)
+    assert "\n" not in str(err.value)

@@ -35,6 +35,8 @@ from toolchain.graph import (
 )
 
 MAXPOOL_MODES = ("error", "avg")
+# Nonlinearities a spiking rate cannot compute; named as such in the error rather than as merely unsupported.
+NO_SPIKING_EQUIVALENT = ("Sigmoid", "Tanh", "Gelu", "Erf", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus", "Mish")
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
 
@@ -144,6 +146,11 @@ class Importer:
             return
         convert = SUPPORTED_OPS.get(onnx_node.op_type)
         if convert is None:
+            if onnx_node.op_type in NO_SPIKING_EQUIVALENT:
+                raise SnncError(
+                    f"{where} has no spiking equivalent (a rate-coded neuron computes ReLU-like functions only); "
+                    f"replace it with ReLU (or a clipped ReLU) and retrain; {_supported_hint()}"
+                )
             raise SnncError(f"{where} is not supported; {_supported_hint()}")
         try:
             convert(self, onnx_node, _attributes(onnx_node))
