@@ -1,6 +1,7 @@
 """Bad input gets one line naming the file or node and the fix, exit code 2, and no output folder."""
 
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -76,8 +77,8 @@ def test_softmax_inside_the_network_is_refused(tmp_path):
 
 def test_unsupported_opset(tmp_path):
     path = tmp_path / "old.onnx"
-    model([helper.make_node("Relu", ["x"], ["y"])], (4,), (4,), opset=9, path=path)
-    _assert_one_line_error(_snnc("compile", path, cwd=tmp_path), "opset 9")
+    model([helper.make_node("Relu", ["x"], ["y"])], (4,), (4,), opset=6, path=path)
+    _assert_one_line_error(_snnc("compile", path, cwd=tmp_path), "opset 6")
 
 
 def test_unknown_dataset_and_bad_npz(tmp_path, zoo):
@@ -105,7 +106,24 @@ def test_malformed_nir_file(tmp_path):
 def test_inspect_lists_nodes_and_marks_the_unsupported_one(tmp_path, sigmoid_model):
     result = _snnc("inspect", sigmoid_model, cwd=tmp_path)
     assert result.returncode == 2
-    assert "UNSUPPORTED" in result.stderr and "act1" in result.stderr
+    assert "UNSUPPORTED" in result.stdout and "act1" in result.stdout and "blocking nodes" in result.stdout
+
+
+@pytest.mark.parametrize("name,options,converts", [
+    ("light_bvlc_alexnet", [], False),
+    ("light_zfnet512", ["--drop-lrn"], True),
+    ("light_inception_v2", ["--drop-lrn"], False),
+])
+def test_inspect_model_zoo_files(tmp_path, name, options, converts):
+    """Opset-9 files as given: exit 0 with no UNSUPPORTED node when they convert, 2 listing the blockers when not."""
+    path = Path(onnx.__file__).parent / "backend/test/data/light" / f"{name}.onnx"
+    result = _snnc("inspect", path, "--maxpool", "avg", *options, cwd=tmp_path)
+    assert result.returncode == (0 if converts else 2), result.stderr
+    assert "opset 9 upgraded" in result.stdout if converts else "blocking nodes" in result.stdout
+    if converts:
+        assert "UNSUPPORTED" not in result.stdout
+    else:
+        assert "(LRN)" in result.stdout.split("blocking nodes")[1] or "MaxPool" in result.stdout.split("blocking nodes")[1]
 
 
 @pytest.mark.parametrize("option,value", [("--samples", "-3"), ("--samples", "0"), ("--batch-size", "-5"), ("--threads", "0"),

@@ -170,7 +170,7 @@ def compile(model, **options) -> CompiledNetwork:  # noqa: A001 - the API's verb
 
 
 def compile_with(model, options: CompileOptions) -> CompiledNetwork:
-    imported = import_model(model, options.maxpool)
+    imported = import_model(model, options.maxpool, options.drop_lrn)
     graph = imported.graph
     outputs = int(np.prod(graph.shape_of(graph.output)))
     dataset, x, y = _test_split(options.data, graph.input_shape, outputs, options.samples)

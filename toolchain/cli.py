@@ -103,12 +103,14 @@ def _parser() -> argparse.ArgumentParser:
                       "average pooling) or error")
     comp.add_argument("--no-snn-calibration", dest="snn_calibration", action="store_false",
                       help="skip the bias correction of plain-ReLU networks with if or gn neurons (on by default)")
+    comp.add_argument("--drop-lrn", action="store_true", help="remove LRN nodes (no spiking equivalent) instead of refusing the model")
     _add_options(comp.add_argument_group("neuron model options (each applies to the models that declare it)"), neurons.all_options().values())
     _add_options(comp.add_argument_group("target options"), targets.all_options().values())
 
     insp = commands.add_parser("inspect", help="list an ONNX model's nodes, shapes and snnc support")
     insp.add_argument("model", help="the ONNX model")
     insp.add_argument("--maxpool", default="spiking", choices=MAXPOOL_MODES, help="MaxPool handling to assume (default: spiking)")
+    insp.add_argument("--drop-lrn", action="store_true", help="assume LRN nodes are removed")
     insp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     run = commands.add_parser("run", parents=[common], help="run a model.nir on the reference runtime")
@@ -131,7 +133,7 @@ def _compile(args) -> int:
     options = CompileOptions(
         neuron=args.neuron, targets=args.target, timesteps=args.timesteps, data=args.data, percentile=args.percentile,
         per_channel=args.per_channel, calibration_samples=args.calibration_samples, samples=args.samples,
-        maxpool=args.maxpool, snn_calibration=args.snn_calibration, threads=args.threads, batch_size=args.batch_size,
+        maxpool=args.maxpool, snn_calibration=args.snn_calibration, drop_lrn=args.drop_lrn, threads=args.threads, batch_size=args.batch_size,
         neuron_options={k: given[k] for k in neurons.all_options() if k in given},
         target_options={k: given[k] for k in targets.all_options() if k in given},
     )
@@ -146,8 +148,9 @@ def _compile(args) -> int:
 def _inspect(args) -> int:
     from toolchain.inspect import inspect_model
 
-    print(inspect_model(args.model, args.maxpool))
-    return 0
+    text, converts = inspect_model(args.model, args.maxpool, args.drop_lrn)
+    print(text)
+    return 0 if converts else 2
 
 
 def _run(args) -> int:

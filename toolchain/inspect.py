@@ -17,13 +17,15 @@ def _shape(value_info: onnx.ValueInfoProto | None) -> str:
     return "x".join(d.dim_param or str(d.dim_value) for d in dims) or "scalar"
 
 
-def inspect_model(path: str, maxpool: str = "spiking") -> str:
+def inspect_model(path: str, maxpool: str = "spiking", drop_lrn: bool = False) -> tuple[str, bool]:
+    """The node table, then either the canonical graph or every node that blocks conversion; and whether it converts."""
     model = load_onnx(path)
     infos = {v.name: v for v in list(model.graph.value_info) + list(model.graph.output)}
     rows = []
     constants = {t.name for t in model.graph.initializer}
     for node in model.graph.node:
-        if all(i in constants for i in node.input if i):
+        # Shape gives constants too: the importer folds the shape arithmetic that follows it (x.view(x.size(0), -1)).
+        if all(i in constants for i in node.input if i) or node.op_type == "Shape":
             constants.update(node.output)
             status = "constant (folded)"
         else:
@@ -32,13 +34,15 @@ def inspect_model(path: str, maxpool: str = "spiking") -> str:
     lines = [f"{path}: {len(model.graph.node)} nodes, opset "
              f"{next(o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))}", "", *table(["node", "op", "output shape", "status"], rows)]
     try:
-        graph = canonicalise(import_onnx(path, maxpool, model=model))
+        graph = canonicalise(import_onnx(path, maxpool, model=model, drop_lrn=drop_lrn))
     except SnncError as err:
-        lines += ["", f"conversion: fails: {err}"]
-        raise SnncError("\n".join(lines)) from None
+        others = [f"node '{name}' ({op}) is not supported" for name, op, _, status in rows
+                  if status == "UNSUPPORTED" and f"node '{name}' ({op})" not in str(err)]
+        lines += ["", "conversion fails; blocking nodes:", f"  {err}", *(f"  {o}" for o in others)]
+        return "\n".join(lines), False
     lines += ["", "canonical graph (what snnc converts):", *table(
         ["layer", "op", "shape", "from ONNX node"],
         [[n.name, getattr(n.op, "kind", type(n.op).__name__), "x".join(map(str, n.shape)), n.onnx_node] for n in graph.nodes.values()],
     )]
     lines += [f"note: {n}" for n in graph.notes]
-    return "\n".join(lines)
+    return "\n".join(lines), True

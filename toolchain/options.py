@@ -30,6 +30,7 @@ class CompileOptions:
     samples: int | None = None
     maxpool: str = "spiking"
     snn_calibration: bool = True  # bias correction of plain-ReLU networks with causal neurons (calibrate_rates)
+    drop_lrn: bool = False  # remove LRN nodes (no spiking equivalent) instead of refusing the model
     threads: int = 2
     batch_size: int | None = None
     neuron_options: dict = field(default_factory=dict)  # the chosen model's options (e.g. tau), defaults filled in

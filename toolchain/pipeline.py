@@ -43,11 +43,11 @@ class Imported:
     graph: AnnGraph
 
 
-def import_model(path, maxpool: str = "spiking") -> Imported:
+def import_model(path, maxpool: str = "spiking", drop_lrn: bool = False) -> Imported:
     """Load, check and import an ONNX file into its canonical ANN graph."""
     path = Path(path)
     model = load_onnx(path)
-    return Imported(path, model, canonicalise(import_onnx(path, maxpool, model=model)))
+    return Imported(path, model, canonicalise(import_onnx(path, maxpool, model=model, drop_lrn=drop_lrn)))
 
 
 def _has_relu(graph: AnnGraph) -> bool:

@@ -19,7 +19,7 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from toolchain.errors import SnncError
-from toolchain.frontend.onnx_load import load_onnx
+from toolchain.frontend.onnx_load import UPGRADED_FROM_KEY, UPGRADE_TO, load_onnx
 from toolchain.graph import (
     Activation,
     Add,
@@ -36,6 +36,8 @@ from toolchain.graph import (
 )
 
 MAXPOOL_MODES = ("spiking", "avg", "error")
+# Nonlinearities a spiking rate cannot compute; named as such in the error rather than as merely unsupported.
+NO_SPIKING_EQUIVALENT = ("Sigmoid", "Tanh", "Gelu", "Erf", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus", "Mish")
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
 
@@ -46,10 +48,15 @@ class _Unsupported(Exception):
 class Importer:
     """Walks the ONNX graph in order, keeping constants, per-sample shapes and the nodes built so far."""
 
-    def __init__(self, model: onnx.ModelProto, source: str, maxpool: str):
+    def __init__(self, model: onnx.ModelProto, source: str, maxpool: str, drop_lrn: bool = False):
         self.source = source
         self.maxpool = maxpool
-        self.notes: list[str] = []
+        self.drop_lrn = drop_lrn
+        self.notes: list[str] = [
+            f"ONNX opset {p.value} upgraded to {UPGRADE_TO} with onnx.version_converter"
+            for p in model.metadata_props if p.key == UPGRADED_FROM_KEY
+        ]
+        self.opsets = {o.domain or "": o.version for o in model.opset_import}
         self.consts = {t.name: _initializer(t, source) for t in model.graph.initializer}
         data_inputs = [i for i in model.graph.input if i.name not in self.consts]
         if len(data_inputs) != 1:
@@ -140,6 +147,11 @@ class Importer:
             return
         convert = SUPPORTED_OPS.get(onnx_node.op_type)
         if convert is None:
+            if onnx_node.op_type in NO_SPIKING_EQUIVALENT:
+                raise SnncError(
+                    f"{where} has no spiking equivalent (a rate-coded neuron computes ReLU-like functions only); "
+                    f"replace it with ReLU (or a clipped ReLU) and retrain; {_supported_hint()}"
+                )
             raise SnncError(f"{where} is not supported; {_supported_hint()}")
         try:
             convert(self, onnx_node, _attributes(onnx_node))
@@ -148,8 +160,13 @@ class Importer:
 
     def _fold_constant(self, onnx_node: onnx.NodeProto, where: str) -> None:
         """Evaluate a node whose inputs are all constants (Constant, Shape arithmetic, casts) once, here."""
+        attrs = _attributes(onnx_node)
+        if onnx_node.op_type == "Unsqueeze" and "axes" in attrs:
+            # onnx's reference Unsqueeze (opset 11) fails on the `axes` attribute; it is one numpy call.
+            self.consts[onnx_node.output[0]] = np.expand_dims(self.consts[onnx_node.input[0]], tuple(attrs["axes"]))
+            return
         try:
-            outputs = ReferenceEvaluator(onnx_node).run(None, {i: self.consts[i] for i in onnx_node.input if i})
+            outputs = ReferenceEvaluator(onnx_node, opsets=self.opsets).run(None, {i: self.consts[i] for i in onnx_node.input if i})
         except Exception as err:  # the reference evaluator raises many types for bad constant nodes
             raise SnncError(f"{where}: cannot evaluate this constant expression ({err}); simplify the model (onnxsim)")
         for name, value in zip(onnx_node.output, outputs):
@@ -364,6 +381,17 @@ def _maxpool(imp: Importer, node, attrs):
     _average(imp, node, shape, kernel, strides, pads, include_pad=False)
 
 
+def _lrn(imp: Importer, node, attrs):
+    """Refused (no spiking equivalent); `--drop-lrn` removes it and says so in the report."""
+    if not imp.drop_lrn:
+        raise _Unsupported(
+            "local response normalisation (LRN) has no spiking equivalent; retrain without LRN, "
+            "or pass --drop-lrn to remove it (accuracy may drop)"
+        )
+    imp.notes.append(f"LRN '{node.name}' removed (--drop-lrn)")
+    imp.alias(node, node.input[0])
+
+
 def _global_average(imp: Importer, node, attrs):
     """Average over the whole feature map."""
     shape = imp.shape(node.input[0])
@@ -427,6 +455,18 @@ def _concat(imp: Importer, node, attrs):
     if attrs.get("axis") not in (1, 1 - (rank + 1)):
         raise _Unsupported("only concatenation along channels (axis 1) is supported")
     imp.add(node, Concat(), list(node.input))
+
+
+def _sum(imp: Importer, node, attrs):
+    """Of tensors of one shape: a residual merge (Mean: then scaled by 1/n per channel)."""
+    if len(node.input) == 1:
+        imp.alias(node, node.input[0])
+        return
+    imp.add(node, Add(), list(node.input))
+    if node.op_type == "Mean":
+        channels = imp.shape(node.output[0])[0]
+        scale = np.full(channels, 1.0 / len(node.input), np.float32)
+        imp.add(node, ChannelAffine(scale, np.zeros(channels, np.float32)), [node.output[0]], suffix=".mean")
 
 
 def _binary(imp: Importer, node, attrs):
@@ -524,12 +564,15 @@ SUPPORTED_OPS = {
     "AveragePool": _averagepool,
     "GlobalAveragePool": _global_average,
     "MaxPool": _maxpool,
+    "LRN": _lrn,
     "Flatten": _flatten,
     "Reshape": _reshape,
     "Squeeze": _squeeze_like,
     "Unsqueeze": _squeeze_like,
     "Concat": _concat,
     "Add": _binary,
+    "Sum": _sum,
+    "Mean": _sum,
     "Sub": _binary,
     "Mul": _binary,
     "Div": _binary,
@@ -550,9 +593,11 @@ SUPPORTED_OPS = {
 }
 
 
-def import_onnx(path: str | Path, maxpool: str = "spiking", model: onnx.ModelProto | None = None) -> AnnGraph:
+def import_onnx(
+    path: str | Path, maxpool: str = "spiking", model: onnx.ModelProto | None = None, drop_lrn: bool = False
+) -> AnnGraph:
     """Convert an ONNX model (loaded from `path` unless given) node by node into the raw ANN graph."""
     if maxpool not in MAXPOOL_MODES:
         raise SnncError(f"--maxpool must be one of {', '.join(MAXPOOL_MODES)} (got '{maxpool}')")
     model = load_onnx(path) if model is None else model
-    return Importer(model, str(path), maxpool).run(model)
+    return Importer(model, str(path), maxpool, drop_lrn).run(model)

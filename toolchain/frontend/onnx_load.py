@@ -16,7 +16,11 @@ from onnx import external_data_helper
 
 from toolchain.errors import MAX_TENSOR_BYTES, SnncError, error_summary
 
-OPSETS = range(11, 22)
+OPSETS = range(7, 22)
+# Older graphs are upgraded to this opset with onnx.version_converter before anything else reads them.
+UPGRADE_TO = 11
+# The model metadata key under which load_onnx records an upgrade, so the importer can say so in the report.
+UPGRADED_FROM_KEY = "snnc.upgraded_from_opset"
 # Shape arithmetic (Shape → Gather → Concat → Reshape) handles one value per dimension; ONNX's data
 # propagation turns every value of an integer tensor into a dimension proto, so a Range of 10^8 values
 # costs gigabytes and minutes. It runs only when no integer tensor is larger than this.
@@ -118,6 +122,19 @@ def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     return plain
 
 
+def _upgrade(model: onnx.ModelProto, opset: int, path: Path) -> onnx.ModelProto:
+    """Rewrite an opset-7..10 graph at UPGRADE_TO, noting the original opset in the model's metadata."""
+    try:
+        upgraded = onnx.version_converter.convert_version(model, UPGRADE_TO)
+    except Exception as err:  # the converter raises RuntimeError, ValueError or its own C++ errors
+        raise SnncError(
+            f"{path}: cannot upgrade ONNX opset {opset} to {UPGRADE_TO} ({error_summary(err)}); "
+            f"re-export the model with opset_version {UPGRADE_TO} or newer"
+        )
+    upgraded.metadata_props.add(key=UPGRADED_FROM_KEY, value=str(opset))
+    return upgraded
+
+
 def load_onnx(path: str | Path) -> onnx.ModelProto:
     """Parse, check and shape-infer an ONNX model, or raise SnncError with one line saying what is wrong."""
     path = Path(path)
@@ -145,6 +162,8 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         )
     _refuse_huge_tensors(model, path)
     _load_external_data(model, path)
+    if opset < UPGRADE_TO:
+        model = _upgrade(model, opset, path)
     try:
         onnx.checker.check_model(model)
         model = _infer_shapes(model)
