@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -59,3 +60,27 @@ def residual_cnn(path, levels: int = 8):
     inits.update(w1=rand(4, 1, 3, 3, seed=1), b1=rand(4, seed=2, low=0, high=0.3), w2=rand(4, 4, 3, 3, seed=3) / 2,
                  b2=rand(4, seed=4, low=0, high=0.2), wo=rand(10, 4 * 4 * 4, seed=5), bo=rand(10, seed=6))
     return model(nodes, (1, 8, 8), (10,), inits, path=path)
+
+
+LEVELS = 4
+
+
+class Qcfs(torch.nn.Module):
+    def __init__(self, lam: float):
+        super().__init__()
+        self.lam = torch.nn.Parameter(torch.tensor(lam))
+
+    def forward(self, x):
+        return torch.clamp(torch.floor(x / self.lam * LEVELS + 0.5) / LEVELS, 0, 1) * self.lam
+
+
+def qcfs_maxpool_model(tmp_path):
+    """conv → QCFS → MaxPool(3, s2, p1) → conv → QCFS → MaxPool(2) → linear, legacy exporter at opset 13."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 3, padding=1), Qcfs(1.0), torch.nn.MaxPool2d(3, 2, 1),
+        torch.nn.Conv2d(6, 8, 3, padding=1), Qcfs(1.5), torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(8 * 2 * 2, 5))
+    path = tmp_path / "qcfs_maxpool.onnx"
+    torch.onnx.export(net.eval(), (torch.rand(1, 1, 8, 8),), str(path), dynamo=False, opset_version=13,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    return path

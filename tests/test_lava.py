@@ -9,9 +9,10 @@ import pytest
 
 from targets.lava import run_lava
 from targets.reference import ReferenceRuntime
-from tests.onnx_models import residual_cnn
+from tests.onnx_models import qcfs_maxpool_model, residual_cnn
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.frontend import import_onnx, load_onnx
+from toolchain.ir.metadata import NodeMeta
 from toolchain.passes import calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir, quantize_loihi
 from toolchain.report import compare_runs
 
@@ -33,13 +34,22 @@ def _residual_net(tmp_path, neuron, options):
     return snn, np.random.default_rng(1).uniform(0, 1, (SAMPLES, 1, 8, 8)).astype(np.float32)
 
 
+def _maxpool_net(tmp_path, neuron, options):
+    """Two max poolings, one padded and strided, between spiking layers (docs/maxpool.md)."""
+    snn = lower_to_nir(canonicalise(import_onnx(qcfs_maxpool_model(tmp_path))), neuron, options)
+    return snn, np.random.default_rng(2).uniform(0, 1, (SAMPLES, 1, 8, 8)).astype(np.float32)
+
+
+NETWORKS = {"dense": lambda zoo, tmp_path, neuron, options: _dense_net(zoo, neuron, options),
+            "residual_cnn": lambda zoo, tmp_path, neuron, options: _residual_net(tmp_path, neuron, options),
+            "maxpool_cnn": lambda zoo, tmp_path, neuron, options: _maxpool_net(tmp_path, neuron, options)}
 NEURONS = [("if", {}), ("gn", {"tau": 3}), ("parallel", {}), ("tpp", {"seed": 3}), ("bsnn", {"cycle": 4}), ("if-permuted", {"seed": 5})]
 
 
 @pytest.mark.parametrize("neuron,options", NEURONS)
-@pytest.mark.parametrize("network", ["dense", "residual_cnn"])
+@pytest.mark.parametrize("network", NETWORKS)
 def test_fixed_pt_agrees_bit_for_bit_with_loihi_precision(zoo, tmp_path, network, neuron, options):
-    snn, x = _dense_net(zoo, neuron, options) if network == "dense" else _residual_net(tmp_path, neuron, options)
+    snn, x = NETWORKS[network](zoo, tmp_path, neuron, options)
     graph = quantize_loihi(snn)
     lava, reference = run_lava(graph, x, STEPS, "fixed_pt"), ReferenceRuntime(graph).run(x, STEPS)
     assert sum(reference.spikes.values()) > 0
@@ -83,3 +93,18 @@ def test_cli_lava_target_smoke(zoo, tmp_path):
     assert lava["spikes_per_layer"] == {k: v["reference"] for k, v in check["spikes_per_layer"].items()}
     assert {"reference", "reference-loihi", "lava"} <= set(report["targets"])
     assert (out / "model_loihi.nir").is_file() and "PASSED" in result.stdout
+
+
+def test_the_zoo_lenet_with_max_pooling_passes_the_spike_check(zoo):
+    """Max pooling on Lava through the whole pipeline (calibration per T included). The model normalises its input
+    inside the network, so two convolutions run on the host before the first neurons: both stay analog and only
+    the second's output is rounded to the integer current Loihi receives, as on the reference."""
+    import snnc
+
+    net = snnc.compile(zoo / "mnist5k_lenet_maxpool.onnx", neuron="if", data="mnist5k", timesteps=(8,), targets=("lava",),
+                       samples=200, calibration_samples=200)
+    graph = net.networks[8]["loihi"]
+    assert sum(NodeMeta.of(node).pool == "max" for node in graph.nodes.values()) == 2
+    assert [NodeMeta.of(graph.nodes[name]).host for name in ("conv1", "conv2")] == [False, True]
+    check = net.check("lava", samples=6)
+    assert check["passed"], check

@@ -19,29 +19,8 @@ from toolchain.ir.evaluate import evaluate_ann
 from toolchain.passes import canonicalise, lower_to_nir
 from toolchain.passes.portable_nir import portable_nir
 
-LEVELS = 4
-
-
-class Qcfs(torch.nn.Module):
-    def __init__(self, lam: float):
-        super().__init__()
-        self.lam = torch.nn.Parameter(torch.tensor(lam))
-
-    def forward(self, x):
-        return torch.clamp(torch.floor(x / self.lam * LEVELS + 0.5) / LEVELS, 0, 1) * self.lam
-
-
-def qcfs_maxpool_model(tmp_path):
-    """conv → QCFS → MaxPool(3, s2, p1) → conv → QCFS → MaxPool(2) → linear, legacy exporter at opset 13."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 3, padding=1), Qcfs(1.0), torch.nn.MaxPool2d(3, 2, 1),
-        torch.nn.Conv2d(6, 8, 3, padding=1), Qcfs(1.5), torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(8 * 2 * 2, 5))
-    path = tmp_path / "qcfs_maxpool.onnx"
-    torch.onnx.export(net.eval(), (torch.rand(1, 1, 8, 8),), str(path), dynamo=False, opset_version=13,
-                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
-    return path
-
+from targets.sanafe.arithmetic import quantize_sanafe
+from tests.onnx_models import LEVELS, qcfs_maxpool_model
 
 def test_parallel_neurons_at_t_equal_l_reproduce_the_qcfs_network_with_max_pooling(tmp_path):
     graph = canonicalise(import_onnx(qcfs_maxpool_model(tmp_path)))
@@ -88,10 +67,8 @@ def test_targets_without_max_pooling_say_so(zoo):
     snn = lower_to_nir(graph, "if")
     with pytest.raises(SnncError, match="max pooling.*--maxpool avg"):
         portable_nir(snn)
-    from targets.lava import run_lava
-
     with pytest.raises(SnncError, match="max pooling.*--maxpool avg"):
-        run_lava(snn, np.zeros((1, 1, 28, 28), np.float32), 2, "floating_pt")
+        quantize_sanafe(snn)
 
 
 def test_report_separates_the_rewrite_loss_from_the_conversion_loss(zoo):

@@ -9,6 +9,7 @@ Mapping (layouts: NIR is (C, H, W); Lava's Conv is (W, H, C), so ports are trans
 | Affine               | `Dense` (graded input; fixed_pt: 8-bit weights and weight_exp)               |
 | Conv2d               | `Conv` with the kernel flipped (Lava convolves, ONNX/NIR correlate); 2^e folded into the weights |
 | AvgPool2d / SumPool2d| depthwise `Conv` with a constant kernel                                      |
+| max pooling (a SumPool2d marked `pool: max`) | `MaxPoolCounter` (the running-count rule of docs/maxpool.md) |
 | Scale                | `Multiply` (elementwise synapses)                                            |
 | Flatten              | a reshaping of the port, no process                                          |
 | I (readout)          | `Readout` (running sums and argmax per step of each window)                  |
@@ -30,10 +31,10 @@ from targets.lava.compat import ensure_lava_importable
 from targets.reference import ReferenceRuntime
 from targets.result import RunResult
 from toolchain.errors import SnncError
-from toolchain.ir.kernels import apply_linear
+from toolchain.ir.kernels import apply_linear, max_pool
 from toolchain.ir.metadata import NodeMeta
 from toolchain.ir.order import topological_order
-from toolchain.ir.shapes import pair
+from toolchain.ir.shapes import pair, pool_output_shape
 
 TAGS = ("fixed_pt", "floating_pt")
 SYNAPTIC = (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Scale)
@@ -45,10 +46,11 @@ class _Builder:
         from lava.proc.dense.process import Dense
 
         from targets.lava.procs.processes import (
-            CurrentSource, DelayLine, Multiply, PermutedIFNeuron, Readout, SoftResetNeuron, TwoPhaseNeuron,
+            CurrentSource, DelayLine, MaxPoolCounter, Multiply, PermutedIFNeuron, Readout, SoftResetNeuron, TwoPhaseNeuron,
         )
 
-        self.classes = dict(Conv=Conv, Dense=Dense, CurrentSource=CurrentSource, DelayLine=DelayLine, Multiply=Multiply,
+        self.classes = dict(Conv=Conv, Dense=Dense, CurrentSource=CurrentSource, DelayLine=DelayLine,
+                            MaxPoolCounter=MaxPoolCounter, Multiply=Multiply,
                             PermutedIFNeuron=PermutedIFNeuron, Readout=Readout, SoftResetNeuron=SoftResetNeuron,
                             TwoPhaseNeuron=TwoPhaseNeuron)
         self.graph, self.timesteps, self.tag = graph, timesteps, tag
@@ -86,7 +88,8 @@ class _Builder:
                     values[name] = torch.from_numpy(np.array(x)).to(self.runtime.dtype)
                     continue
                 params = self.runtime.params[name]
-                out = apply_linear(node, params, sum(values[p] for p in self.preds[name]))
+                inputs = sum(values[p] for p in self.preds[name])
+                out = max_pool(node, inputs) if params["max_pool"] else apply_linear(node, params, inputs)
                 values[name] = torch.round(out) if params.get("round_output") else out
         return {name: value.numpy() for name, value in values.items()}
 
@@ -130,8 +133,7 @@ class _Builder:
                 self.outputs[name] = [(port.flatten(), delay) for port, delay in sources]
                 self.bias[name] = np.asarray(bias).reshape(-1) if np.ndim(bias) else bias
             elif NodeMeta.of(node).pool == "max":
-                raise SnncError(f"node '{name}' is a max pooling, which the Lava target does not map yet; compile with "
-                                "--maxpool avg for Lava, or run max pooling on the reference target")
+                self._max_pool(name, node, sources, bias)
             elif isinstance(node, SYNAPTIC):
                 self._synapse(name, node, sources, bias)
             else:
@@ -199,6 +201,19 @@ class _Builder:
             port.connect(inputs)
         self.outputs[name] = [(output, delay)]
         self.bias[name] = self._carry_bias(node, name, np.broadcast_to(bias, in_shape))
+
+    def _max_pool(self, name, node, sources, bias) -> None:
+        if np.any(bias):
+            raise SnncError(f"max pooling '{name}' receives a bias, not only spikes; the Lava target pools spike counts")
+        in_shape = tuple(sources[0][0].shape)
+        out_shape = pool_output_shape(node, in_shape)
+        process = self.classes["MaxPoolCounter"](
+            in_shape=in_shape, out_shape=out_shape, kernel_size=pair(node.kernel_size), stride=pair(node.stride),
+            padding=pair(node.padding), period=self.timesteps, delay=sources[0][1])
+        for port, _ in sources:
+            port.connect(process.s_in)
+        self.outputs[name] = [(process.a_out, sources[0][1] + 1)]  # one step late, like a synapse
+        self.bias[name] = np.zeros(())
 
     @staticmethod
     def _conv_parameters(node, params, in_shape):

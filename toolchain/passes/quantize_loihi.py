@@ -7,8 +7,9 @@ Integer semantics (the reference runtime's `loihi` precision and the Lava target
   signs mix, [0, 255] or [-255, 0] otherwise.
 - Average pools become sum pools (integer); their 1/k² is folded into the weights that follow or, for a pool
   between weights and a neuron, into that neuron's scale.
-- Weighted nodes that read the analog input run on the host: their float output, scaled, is rounded to an
-  integer current (`host` in metadata), as Loihi receives input currents.
+- Weighted nodes that read the analog input (through any number of linear nodes, no neuron upstream) run on the
+  host: their float output, scaled, is rounded to an integer current (`host` in metadata), as Loihi receives
+  input currents.
 - A neuron layer with threshold θ receives integer input at scale S (integer value = S × ANN value):
   θ_q = 2·round(θ_u·S/2) (even, so v_init = θ_q/2 and the group-neuron members' staggered starts stay
   integer), and its potential saturates at ±(2^23 − 1) like Loihi's 24-bit state.
@@ -87,14 +88,18 @@ class _Quantizer:
             current = sources[0]
 
     def reads_input(self, name: str) -> bool:
-        current = name
-        while len(self.preds[current]) == 1:
-            current = self.preds[current][0]
-            if isinstance(self.graph.nodes[current], nir.Input):
-                return True
-            if not isinstance(self.graph.nodes[current], ROUTING):
+        """Whether the node computes on the analog input alone (no neuron upstream), so on the host. Models that
+        normalise their input inside the network have several such nodes in a row."""
+        pending, seen = list(self.preds[name]), set()
+        while pending:
+            current = pending.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            if isinstance(self.graph.nodes[current], (nir.IF, nir.I)):
                 return False
-        return False
+            pending.extend(self.preds[current])
+        return bool(seen)
 
     def paths_into(self, consumer: str) -> list[tuple[str, float]]:
         """The weighted nodes feeding a consumer, each with the gain (Π k² of sum pools) on its way there."""

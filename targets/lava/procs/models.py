@@ -9,7 +9,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from targets.lava.procs.processes import (
-    CurrentSource, DelayLine, Multiply, PermutedIFNeuron, Readout, SoftResetNeuron, TwoPhaseNeuron,
+    CurrentSource, DelayLine, MaxPoolCounter, Multiply, PermutedIFNeuron, Readout, SoftResetNeuron, TwoPhaseNeuron,
 )
 from toolchain.ir.metadata import LOIHI_POTENTIAL_LIMIT as POTENTIAL_LIMIT
 from toolchain.neurons import permuted, two_phase
@@ -306,3 +306,51 @@ class PyPermutedIFNeuronFixed(_PermutedIFNeuronModel):
     threshold: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+class _MaxPoolCounterModel(PyLoihiProcessModel):
+    """The rule of the reference runtime's pool on the running counts, one step late. In numpy: Lava forks its
+    processes, and torch's OpenMP pool does not survive a fork (the run hangs)."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.pending = None
+
+    def run_spk(self):
+        s = self.s_in.recv()
+        k, step = _window(self)
+        self.a_out.send(self.pending if self.pending is not None else np.zeros(self.largest.shape, self.largest.dtype))
+        if k >= 0 and step == 0:
+            self.counts[:] = 0
+            self.largest[:] = 0
+        self.counts[:] = self.counts + s
+        largest = self._pool(self.counts)
+        self.pending = (largest - self.largest).astype(self.largest.dtype)
+        self.largest[:] = largest
+
+    def _pool(self, counts: np.ndarray) -> np.ndarray:
+        """Window maxima of (C, H, W); zero padding equals max pooling's −∞ padding as counts are never negative."""
+        (kh, kw), (sh, sw), (ph, pw) = (self.proc_params[k] for k in ("kernel_size", "stride", "padding"))
+        padded = np.pad(counts, ((0, 0), (ph, ph), (pw, pw)))
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+        return windows.max(axis=(3, 4))[:, : self.largest.shape[1], : self.largest.shape[2]]
+
+
+@implements(proc=MaxPoolCounter, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyMaxPoolCounterFloat(_MaxPoolCounterModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    counts: np.ndarray = LavaPyType(np.ndarray, float)
+    largest: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+@implements(proc=MaxPoolCounter, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyMaxPoolCounterFixed(_MaxPoolCounterModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    largest: np.ndarray = LavaPyType(np.ndarray, np.int64)
