@@ -54,7 +54,7 @@ _mix = numba.njit(inline="always")(two_phase.mix)  # the spec's generator, compi
 
 @numba.njit(inline="always")
 def _uniform(key, row, size, counter):  # pragma: no cover - compiled
-    """two_phase.uniforms' number of `row` for the neuron of counter i + 1 in the stream of `key`."""
+    """two_phase.uniforms' number in `row` of the stream of `key` for the neuron whose C-order index is counter − 1."""
     bits = _mix(key + (np.uint64(row * size) + counter) * two_phase.GOLDEN)
     return np.float64(bits >> np.uint64(11)) * 2.0 ** -53
 
