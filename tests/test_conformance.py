@@ -45,8 +45,9 @@ def spec_spikes(node: nir.IF, layer: str, x: np.ndarray, first_sample: int) -> n
         if meta.schedule == "":
             out[:, b] = soft_reset.simulate(x[:, b], params)
         elif meta.schedule == "two_phase":
-            u = two_phase.uniforms(meta.seed, layer, first_sample + b, len(x), threshold.shape)
-            out[:, b] = two_phase.simulate(x[:, b], threshold, v_init, meta.fire_rule, meta.cycle or len(x), u)
+            cycle = meta.cycle or len(x)
+            u = two_phase.bernoulli_draws(meta.seed, layer, first_sample + b, len(x), cycle, threshold.shape)
+            out[:, b] = two_phase.simulate(x[:, b], threshold, v_init, meta.fire_rule, cycle, u)
         else:
             order = permuted.permutation(meta.seed, layer, first_sample + b, len(x), threshold.shape)
             out[:, b] = permuted.simulate(x[:, b], params, order)

@@ -64,10 +64,11 @@ def test_fixed_pt_runs_expanded_group_neurons(tmp_path):
     assert compare_runs("lava", run_lava(graph, x, STEPS), ReferenceRuntime(graph).run(x, STEPS), exact=True)["passed"]
 
 
-def test_floating_pt_agrees_within_tolerance(tmp_path):
-    snn, x = _residual_net(tmp_path, "if", {})
+@pytest.mark.parametrize("neuron,options", [("if", {}), ("tpp", {"seed": 3})])
+def test_floating_pt_agrees_within_tolerance(tmp_path, neuron, options):
+    snn, x = _residual_net(tmp_path, neuron, options)
     check = compare_runs("lava", run_lava(snn, x, STEPS, "floating_pt"), ReferenceRuntime(snn).run(x, STEPS), exact=False)
-    assert check["passed"], check
+    assert check["passed"] and check["predictions_agree"] == 1.0, check
 
 
 def test_compare_runs_reports_a_disagreement(tmp_path):

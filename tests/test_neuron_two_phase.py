@@ -1,6 +1,9 @@
 """Windowed neurons: parallel (P1–P3, P5 of methods.md §6.4), the TPP and BSNN reconstructions' stated
 properties, TPP's permutation baseline, and the reference runtime against the numpy specification."""
 
+import math
+
+import nir
 import numpy as np
 import pytest
 import torch
@@ -9,10 +12,10 @@ from hypothesis import strategies as st
 
 from targets.reference import ReferenceRuntime
 from toolchain.ir.evaluate import evaluate_ann
-from targets.reference.neurons import Signal, permuted_window, two_phase_window
+from targets.reference.neurons import Signal, neuron_parameters, permuted_window, two_phase_window
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.frontend import import_onnx
-from toolchain.graph import Activation
+from toolchain.graph import Activation, AnnGraph, Node
 from toolchain.neurons import if_neuron, parallel, permuted as if_permuted, qcfs, two_phase
 from toolchain.neurons import simulate as simulate_if
 from toolchain.passes import canonicalise, lower_to_nir
@@ -57,13 +60,79 @@ def test_p3_parallel_network_with_t_equal_l_predicts_exactly_what_the_qcfs_ann_p
     assert np.array_equal(result.predictions[-1], logits.argmax(1))
 
 
+def _tpp_counts(v, threshold, steps, u):
+    spikes, left = two_phase.bernoulli_window(v, threshold, steps, u)
+    return spikes.sum(0), spikes, left
+
+
+@settings(max_examples=8, deadline=None)
+@given(threshold=thresholds, steps=st.sampled_from([1, 2, 4, 8]), seed=st.integers(0, 2**16))
+def test_tpp_mean_count_is_the_clipped_input_in_thresholds(threshold, steps, seed):
+    """Unbiased: over 10⁵ draws the mean count is clip(v/θ, 0, T) within 0.01 (over 6 standard errors: the
+    count varies only by its random rounding, standard deviation ≤ 1/2) for v on a grid of eighths of θ."""
+    rng = np.random.default_rng(seed)
+    draws = 100_000
+    for k in range(-8, 8 * steps + 9):
+        v = np.full(draws, k / 8 * threshold, np.float64)
+        counts, _, _ = _tpp_counts(v, np.float64(threshold), steps, rng.random((steps + 1, draws)))
+        assert abs(counts.mean() - np.clip(k / 8, 0, steps)) < 0.01, (k, counts.mean())
+
+
 @settings(max_examples=100, deadline=None)
-@given(threshold=thresholds, steps=st.integers(1, 16), k=st.integers(0, 16), seed=st.integers(0, 2**16))
-def test_tpp_fires_exactly_k_spikes_for_v_equal_k_theta(threshold, steps, k, seed):
-    k = min(k, steps)
-    u = two_phase.uniforms(seed, "layer", 0, steps, (1,))
-    spikes, _ = two_phase.bernoulli_window(np.array([k * threshold], np.float64), np.float64(threshold), steps, u)
-    assert spikes.sum() == k
+@given(threshold=thresholds, steps=st.integers(1, 16), fraction=st.floats(-1e6, 0), seed=st.integers(0, 2**16),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_tpp_never_fires_without_positive_input(threshold, steps, fraction, seed, dtype):
+    u = two_phase.bernoulli_draws(seed, "layer", 0, steps, steps, (3,))
+    v = np.array([0.0, -0.0, fraction * threshold], dtype)
+    counts, _, left = _tpp_counts(v, dtype(threshold), steps, u)
+    assert not counts.any()
+    np.testing.assert_array_equal(left, v)
+
+
+@settings(max_examples=100, deadline=None)
+@given(threshold=thresholds, steps=st.integers(1, 16), fraction=st.floats(-1, 20), seed=st.integers(0, 1000))
+def test_tpp_count_is_the_potential_rounded_down_or_up_and_the_rest_stays(threshold, steps, fraction, seed):
+    u = two_phase.bernoulli_draws(seed, "layer", 0, steps, steps, (1,))
+    v = np.array([fraction * threshold], np.float64)
+    counts, _, left = _tpp_counts(v, np.float64(threshold), steps, u)
+    target = np.clip(fraction, 0, steps)
+    assert np.floor(target) - 1e-9 <= counts[0] <= np.ceil(target) + 1e-9
+    np.testing.assert_array_equal(left, v - counts * np.float64(threshold))
+
+
+def test_tpp_without_input_never_fires_in_a_lowered_layer_and_one_threshold_gives_one_spike():
+    """The model's declaration: v_init = 0 (θ/2 would add half a spike to every expected count)."""
+    threshold = np.float32(0.75)
+    graph = lower_to_nir(AnnGraph(source="test", input_name="x", input_shape=(1000,), output="act",
+                                  nodes={"act": Node("act", Activation("clip", threshold=threshold), ["x"], (1000,))}), "tpp")
+    name, node = next((n, node) for n, node in graph.nodes.items() if isinstance(node, nir.IF))
+    params = neuron_parameters(node, name)
+    steps = 4
+    for per_step, expected in ((0.0, 0.0), (-0.1, 0.0), (threshold / steps, 1.0)):
+        x = torch.full((steps, 8, 1000), per_step, dtype=torch.float32)
+        spikes = two_phase_window(params, Signal(x, temporal=True), steps)
+        np.testing.assert_array_equal(spikes.sum(0).numpy(), np.full((8, 1000), expected, np.float32))
+
+
+@pytest.mark.parametrize("steps", [2, 3, 4, 5])
+def test_tpp_spikes_are_a_uniformly_random_subset_of_the_window(steps):
+    """Given its count n, every one of the C(T, n) sets of steps is equally likely (χ² test), also when n came
+    from rounding a fractional v/θ (v = (n + 1/2)·θ: n or n + 1 spikes)."""
+    rng = np.random.default_rng(steps)
+    trials = 40_000
+    for half_steps in range(0, 2 * steps + 1):
+        v = np.full(trials, half_steps / 2)
+        counts, spikes, _ = _tpp_counts(v, np.float64(1.0), steps, rng.random((steps + 1, trials)))
+        for n in np.unique(counts):
+            chosen = spikes[:, counts == n]
+            assert np.all(chosen.sum(0) == n)
+            np.testing.assert_allclose(chosen.mean(1), n / steps, atol=0.03)  # each step fires in n/T of them
+            subsets = (chosen * (2 ** np.arange(steps))[:, None]).sum(0).astype(int)
+            frequencies = np.bincount(subsets, minlength=2**steps)[[s for s in range(2**steps) if bin(s).count("1") == n]]
+            assert len(frequencies) == math.comb(steps, int(n)) and frequencies.min() > 0
+            expected = chosen.shape[1] / len(frequencies)
+            chi_square, freedom = ((frequencies - expected) ** 2 / expected).sum(), len(frequencies) - 1
+            assert chi_square < freedom + 8 * np.sqrt(2 * freedom) + 10  # far in the tail (p < 1e-5) for these dofs
 
 
 def test_random_draws_are_uniform_and_differ_per_stream():
@@ -84,25 +153,6 @@ def test_random_draws_of_a_window_prefix_are_the_windows_first_steps():
     """Counter-based: step t's numbers do not depend on how many steps are drawn."""
     whole = two_phase.uniforms(0, "layer", 9, 8, (2, 3))
     np.testing.assert_array_equal(two_phase.uniforms(0, "layer", 9, 3, (2, 3)), whole[:3])
-
-
-def test_tpp_spike_positions_are_a_uniformly_random_subset():
-    steps, k, trials = 4, 2, 6000
-    u = np.random.default_rng(5).random((steps, trials))
-    spikes, _ = two_phase.bernoulli_window(np.full(trials, 2.0), np.float64(1.0), steps, u)
-    assert np.all(spikes.sum(0) == k)
-    position_rate = spikes.mean(1)  # each step fires in k/T of the trials
-    assert np.allclose(position_rate, k / steps, atol=0.03)
-
-
-@settings(max_examples=100, deadline=None)
-@given(threshold=thresholds, steps=st.integers(1, 12), fraction=st.floats(-1, 20), seed=st.integers(0, 1000))
-def test_tpp_count_is_floor_or_ceil_of_the_clipped_potential(threshold, steps, fraction, seed):
-    u = two_phase.uniforms(seed, "layer", 0, steps, (1,))
-    v = np.array([fraction * threshold], np.float64)
-    spikes, _ = two_phase.bernoulli_window(v, np.float64(threshold), steps, u)
-    target = np.clip(fraction, 0, steps)
-    assert np.floor(target) - 1e-9 <= spikes.sum() <= np.ceil(target) + 1e-9
 
 
 @settings(max_examples=100, deadline=None)
@@ -139,9 +189,44 @@ def test_runtime_kernel_matches_the_spec(rule, cycle, layout, dtype):
     signal = Signal(channels_last(torch.from_numpy(x).reshape(-1, *shape)).view(steps, batch, *shape), temporal=True)
     ours = two_phase_window(params, signal, steps, first_sample=10).numpy()
     for b in range(batch):
-        u = two_phase.uniforms(7, "layer1", 10 + b, steps, shape)
+        u = two_phase.bernoulli_draws(7, "layer1", 10 + b, steps, cycle or steps, shape)
         spec = two_phase.simulate(x[:, b], threshold, threshold / 2, rule, cycle or steps, u)
         np.testing.assert_array_equal(ours[:, b], spec)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.integers(1, 12), batch=st.integers(1, 4), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16), first_sample=st.integers(0, 1000))
+def test_compiled_bernoulli_kernel_is_the_spec_bit_for_bit(steps, batch, dtype, seed, first_sample):
+    """Counts, spike positions and the potential left, on potentials at eighths of θ (exact counts, halves) and
+    anywhere from below 0 to beyond T·θ."""
+    from targets.reference.kernels import bernoulli_fire
+
+    rng = np.random.default_rng(seed)
+    shape = (4, 5, 3)
+    threshold = rng.uniform(0.1, 2, shape).astype(dtype)
+    on_grid = rng.integers(-8, 8 * steps + 9, (batch, *shape)) / 8
+    anywhere = rng.uniform(-1, steps + 1, (batch, *shape))
+    v = (np.where(rng.random((batch, *shape)) < 0.5, on_grid, anywhere) * threshold).astype(dtype)
+    state, spikes = torch.from_numpy(v.copy()), torch.empty((steps, batch, *shape), dtype=torch.from_numpy(v).dtype)
+    keys = np.array([two_phase.stream_key(seed, "l", first_sample + b) for b in range(batch)], np.uint64)
+    bernoulli_fire(state, torch.from_numpy(threshold), keys, 0, spikes)
+    for b in range(batch):
+        u = two_phase.bernoulli_draws(seed, "l", first_sample + b, steps, steps, shape)
+        expected, left = two_phase.bernoulli_window(v[b], threshold, steps, u)
+        np.testing.assert_array_equal(spikes[:, b].numpy(), expected)
+        np.testing.assert_array_equal(state[b].numpy(), left)
+
+
+def test_bernoulli_draws_give_each_cycle_its_own_rows():
+    """c + 1 rows per cycle (a rounding draw and one per step), consecutive, covering the window's draws once."""
+    steps, cycle = 12, 3
+    draws = two_phase.bernoulli_draws(1, "layer", 2, steps, cycle, (2,))
+    assert len(draws) == steps // cycle * (cycle + 1)
+    rows = [two_phase.cycle_rows(start, cycle) for start in range(0, steps, cycle)]
+    np.testing.assert_array_equal(np.concatenate([draws[r] for r in rows]), draws)
+    np.testing.assert_array_equal(two_phase.bernoulli_draws(1, "layer", 2, steps, steps, (2,)),
+                                  two_phase.uniforms(1, "layer", 2, steps + 1, (2,)))
 
 
 def test_tpp_is_reproducible_per_seed(zoo):

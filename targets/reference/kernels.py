@@ -1,8 +1,9 @@
 """Compiled loops for the reference runtime where torch needs several passes over memory for one.
 
-`bernoulli_fire` is the fire phase of `tpp` (toolchain/neurons/two_phase.py): each neuron's random numbers are
-computed where they are used, from the counter-based generator of the spec, instead of drawn sample by sample
-in Python and stacked (which cost 4–6× the network's dense floor).
+`bernoulli_fire` is the fire phase of `tpp` (toolchain/neurons/two_phase.py, `bernoulli_window`): each neuron's
+random numbers (a rounding draw, then one per step while it has spikes left to place) are computed where they
+are used, from the counter-based generator of the spec, instead of drawn sample by sample in Python and stacked
+(which cost 4–6× the network's dense floor).
 
 `window_spikes` is the parallel neuron on window sums (toolchain/neurons/parallel.py): the spike count
 n = clamp(floor((S·scale + v_init)/θ), 0, T) of every neuron and how many neurons took each count, in one pass.
@@ -51,25 +52,42 @@ def _window_spikes(sums, scale, v_init, threshold, steps, counts, histograms):  
 _mix = numba.njit(inline="always")(two_phase.mix)  # the spec's generator, compiled
 
 
+@numba.njit(inline="always")
+def _uniform(key, row, size, counter):  # pragma: no cover - compiled
+    """two_phase.uniforms' number in `row` of the stream of `key` for the neuron whose C-order index is counter − 1."""
+    bits = _mix(key + (np.uint64(row * size) + counter) * two_phase.GOLDEN)
+    return np.float64(bits >> np.uint64(11)) * 2.0 ** -53
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _bernoulli_fire(v, threshold, steps_left, keys, counters, first_step, size, spikes):  # pragma: no cover - compiled
+def _bernoulli_fire(v, threshold, limits, keys, counters, first_row, size, spikes):  # pragma: no cover - compiled
     batch, neurons = v.shape
-    scale = 2.0 ** -53
+    cycle = spikes.shape[0] // batch
+    low, high = limits[0], limits[1]  # 0 and c in v's dtype: a Python number would promote float32 to float64
     for b in numba.prange(batch):
-        potentials = v[b]
-        for t in range(steps_left.shape[0]):
-            fired_row, left = spikes[t * batch + b], steps_left[t]
-            key = keys[b] + np.uint64((first_step + t) * size + 1) * two_phase.GOLDEN
+        potentials, key = v[b], keys[b]
+        remaining = np.empty(neurons, np.float64)
+        for i in range(neurons):  # the count, rounded stochastically with the cycle's first draw
+            potential, theta = potentials[i], threshold[i]
+            ratio = potential / theta  # all in v's dtype, in the spec's order, so that v − n·θ has its bits
+            count = np.floor(ratio)
+            fraction = ratio - count
+            if fraction > 0 and _uniform(key, first_row, size, counters[i]) < fraction:
+                count = np.ceil(ratio)  # floor + 1, without leaving v's dtype
+            count = min(max(count, low), high)
+            remaining[i] = count
+            potentials[i] = potential - count * theta
+        for t in range(cycle):
+            fired_row, left = spikes[t * batch + b], np.float64(cycle - t)
             # step-outer: the neurons of a step are independent, so the CPU overlaps their divisions and hashes
             for i in range(neurons):
-                potential, theta = potentials[i], threshold[i]
-                probability = min(max(potential / (left * theta), 0), 1)
+                probability = remaining[i] / left
                 fired = probability >= 1  # every u < 1; with p = 0 (most neurons) no u fires either
                 if 0 < probability < 1:
-                    fired = np.float64(_mix(key + counters[i] * two_phase.GOLDEN) >> np.uint64(11)) * scale < probability
+                    fired = _uniform(key, first_row + 1 + t, size, counters[i]) < probability
                 fired_row[i] = fired
                 if fired:
-                    potentials[i] = potential - theta
+                    remaining[i] -= 1
 
 
 def memory_order(t: torch.Tensor, leading: int) -> list[int]:
@@ -110,9 +128,9 @@ def window_spikes(sums: torch.Tensor, scale: int, v_init: torch.Tensor, threshol
     return counts, histograms.sum(0).astype(np.float64)
 
 
-def bernoulli_fire(v: torch.Tensor, threshold: torch.Tensor, keys: np.ndarray, first_step: int, spikes: torch.Tensor) -> None:
-    """The `tpp` rule for one cycle, in place: spikes (c, B, ...) from potentials v (B, ...), which lose θ per spike.
-    keys: each sample's `two_phase.stream_key`; first_step: the cycle's first step in the window (for the counters)."""
+def bernoulli_fire(v: torch.Tensor, threshold: torch.Tensor, keys: np.ndarray, first_row: int, spikes: torch.Tensor) -> None:
+    """The `tpp` rule for one cycle, in place: spikes (c, B, ...) from potentials v (B, ...), which keep v − n·θ.
+    keys: each sample's `two_phase.stream_key`; first_row: the cycle's first row of its draws (`two_phase.cycle_rows`)."""
     cycle, shape = spikes.shape[0], tuple(threshold.shape)
     order = memory_order(v, 1)
     rows = _rows(v, order, in_place=True)
@@ -120,5 +138,6 @@ def bernoulli_fire(v: torch.Tensor, threshold: torch.Tensor, keys: np.ndarray, f
     index = torch.arange(int(np.prod(shape)), dtype=torch.int64).reshape(shape)
     per_neuron = _per_neuron_rows((threshold, index), shape, order)
     _threads_like_torch()
-    steps_left = np.arange(cycle, 0, -1).astype(rows.dtype)
-    _bernoulli_fire(rows, per_neuron[0], steps_left, keys, per_neuron[1].astype(np.uint64), first_step, index.numel(), spike_rows)
+    counters = per_neuron[1].astype(np.uint64) + np.uint64(1)  # two_phase.uniforms counts neurons from 1
+    limits = np.array([0, cycle], rows.dtype)
+    _bernoulli_fire(rows, per_neuron[0], limits, keys, counters, first_row, index.numel(), spike_rows)

@@ -111,7 +111,7 @@ def two_phase_window(p: dict, signal: Signal, timesteps: int, first_sample: int 
             out[start: start + cycle], left = two_phase.deterministic_window(v, threshold, cycle)
             v.copy_(left)
         else:
-            bernoulli_fire(v, threshold, keys, start, out[start: start + cycle])
+            bernoulli_fire(v, threshold, keys, two_phase.cycle_rows(start, cycle).start, out[start: start + cycle])
     return out
 
 

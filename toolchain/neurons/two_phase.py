@@ -9,8 +9,9 @@ one place. Windows are the whole T steps (`parallel`, `tpp`) or cycles of c step
 after firing carrying into the next cycle. Such a neuron cannot emit before its window is complete: on a
 streaming target each layer adds a window of latency (depth × window in total).
 
-`u` are uniform random numbers in [0, 1), one per neuron and step, from `uniforms`: a counter-based generator,
-so that every target uses the same draws for the same (seed, layer, sample) and may compute them in any order.
+`u` are uniform random numbers in [0, 1) from `uniforms`: a counter-based generator, so that every target uses
+the same draws for the same (seed, layer, sample) and may compute them in any order. The Bernoulli rule takes
+c + 1 per neuron and cycle (`bernoulli_draws`): one to round its count, one per step to place the spikes.
 """
 
 from __future__ import annotations
@@ -36,13 +37,24 @@ def _torch():
 
 
 def bernoulli_window(v, threshold, cycle: int, u):
-    """TPP reconstruction (methods.md §5.2): at fire step t, p = clip(v / ((c − t + 1)·θ), 0, 1), spike iff u[t] < p."""
+    """TPP reconstruction (methods.md §5.2), unbiased: E[n] = clip(v/θ, 0, c), spikes on a uniformly random subset.
+
+    u: (c + 1, ...) draws of the cycle (`cycle_rows`). u[0] rounds v/θ stochastically, so that the count is
+    unbiased: n = clip(floor(v/θ) + [u[0] < frac(v/θ)], 0, c). u[1 + t] places the spikes by sequential
+    sampling without replacement: at fire step t (0-based) spike iff u[1 + t] < (n − spikes so far)/(c − t),
+    which fires exactly n times, every n-subset of the c steps equally likely. The potential left is v − n·θ.
+    The ratio v/θ follows v's dtype, like the deterministic rule; the probabilities are float64 quotients of
+    small integers, so every target computes the same bits."""
+    ratio = v / threshold
+    whole = np.floor(ratio)
+    count = np.clip(whole + (u[0] < ratio - whole), 0, cycle)
+    remaining = count.astype(np.float64)
     spikes = np.zeros((cycle, *np.shape(v)), v.dtype)
     for t in range(cycle):
-        p = np.clip(v / ((cycle - t) * threshold), 0, 1)
-        spikes[t] = u[t] < p
-        v = v - spikes[t] * threshold
-    return spikes, v
+        fired = u[1 + t] < remaining / (cycle - t)
+        spikes[t] = fired
+        remaining = remaining - fired
+    return spikes, v - count * threshold
 
 
 RULES = {"deterministic": deterministic_window, "bernoulli": bernoulli_window}
@@ -81,8 +93,21 @@ def uniforms(seed: int, layer: str, sample: int, steps: int, shape) -> np.ndarra
     return ((bits >> np.uint64(11)).astype(np.float64) * 2.0**-53).reshape(steps, *shape)
 
 
+def bernoulli_draws(seed: int, layer: str, sample: int, steps: int, cycle: int, shape) -> np.ndarray:
+    """The Bernoulli rule's random numbers for one window of `steps` in cycles of `cycle` steps: c + 1 rows of
+    `uniforms` per cycle, the cycle's rounding draw first (`cycle_rows` gives a cycle's rows)."""
+    return uniforms(seed, layer, sample, steps // cycle * (cycle + 1), shape)
+
+
+def cycle_rows(start: int, cycle: int) -> slice:
+    """The rows of `bernoulli_draws` that the cycle beginning at step `start` of the window uses."""
+    first = start // cycle * (cycle + 1)
+    return slice(first, first + cycle + 1)
+
+
 def simulate(x: np.ndarray, threshold, v_init, rule: str, cycle: int, u: np.ndarray | None = None) -> np.ndarray:
     """Spikes (T, ...) for inputs x (T, ...): per cycle of `cycle` steps, integrate it, then fire for `cycle` steps.
+    u: the rule's draws for the window (`bernoulli_draws`), or None for the deterministic rule.
 
     The output for cycle j is written in cycle j's slots; on a streaming target it appears one cycle later.
     Arithmetic follows x's dtype.
@@ -95,5 +120,5 @@ def simulate(x: np.ndarray, threshold, v_init, rule: str, cycle: int, u: np.ndar
     out = np.zeros_like(x)
     for start in range(0, steps, cycle):
         v = v + x[start: start + cycle].sum(0)
-        out[start: start + cycle], v = RULES[rule](v, threshold, cycle, None if u is None else u[start: start + cycle])
+        out[start: start + cycle], v = RULES[rule](v, threshold, cycle, None if u is None else u[cycle_rows(start, cycle)])
     return out

@@ -191,16 +191,16 @@ class _TwoPhaseNeuronModel(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.firing = None  # spikes (c, ...) of the cycle being emitted
         self.fire_sample = -1
-        self.draws = None  # (sample, uniforms (T, ...)) for the Bernoulli rule
+        self.draws = None  # (sample, two_phase.bernoulli_draws of its window) for the Bernoulli rule
 
     def _uniforms(self, sample: int, start: int, cycle: int):
         if self.proc_params["rule"] != "bernoulli":
             return None
         if self.draws is None or self.draws[0] != sample:
             shape = self.threshold.shape
-            self.draws = (sample, two_phase.uniforms(self.proc_params["seed"], self.proc_params["layer"], sample,
-                                                     self.proc_params["period"], shape))
-        return self.draws[1][start: start + cycle]
+            self.draws = (sample, two_phase.bernoulli_draws(self.proc_params["seed"], self.proc_params["layer"], sample,
+                                                            self.proc_params["period"], cycle, shape))
+        return self.draws[1][two_phase.cycle_rows(start, cycle)]
 
     def run_spk(self):
         a = self.a_in.recv()
