@@ -21,6 +21,7 @@ MODELS = [("digits_cnn_qcfs8", "digits"), ("mnist5k_cnn_qcfs4", "mnist5k"), ("fa
 TABLE_T = [1, 2, 4, 8, 16, 32]
 IF_HORIZON = 64  # IF runs longer, to find the T at which it reaches the ANN
 TPP_LABEL = "tpp (reconstruction)"
+USUAL_HEADING = "## Models trained the usual way"  # written by benchmarks/usual_models.py, kept here
 # (label, neuron, neuron options, gn form, time steps)
 CONFIGS = [
     ("if", "if", {}, None, list(range(1, IF_HORIZON + 1))),
@@ -61,7 +62,7 @@ def evaluate(model_name: str, data: str, threads: int, samples: int | None) -> d
     return rows
 
 
-def _cell(entry: dict, key: str, t: int, percent: bool) -> str:
+def table_cell(entry: dict, key: str, t: int, percent: bool) -> str:
     value = entry[key].get(str(t))
     if value is None:
         return "—"
@@ -75,7 +76,7 @@ def tpp_vs_if(rows: dict) -> list[str]:
              "| T | if | tpp | tpp − if |", "|---|---|---|---|"]
     for t in TABLE_T:
         gap = 100 * (tpp["accuracy"][str(t)] - plain["accuracy"][str(t)])
-        lines.append(f"| {t} | {_cell(plain, 'accuracy', t, True)} | {_cell(tpp, 'accuracy', t, True)} | {gap:+.2f} |")
+        lines.append(f"| {t} | {table_cell(plain, 'accuracy', t, True)} | {table_cell(tpp, 'accuracy', t, True)} | {gap:+.2f} |")
     return lines
 
 
@@ -98,9 +99,9 @@ def markdown(results: dict) -> str:
                   "| neuron | " + " | ".join(f"T={t}" for t in TABLE_T) + " | spikes/inf T=4 | spikes/inf T=32 | latency T=32 |",
                   "|---|" + "---|" * (len(TABLE_T) + 3)]
         for label, entry in rows["configs"].items():
-            accs = " | ".join(_cell(entry, "accuracy", t, True) for t in TABLE_T)
-            lines.append(f"| {label} | {accs} | {_cell(entry, 'spikes_per_inference', 4, False)} | "
-                         f"{_cell(entry, 'spikes_per_inference', 32, False)} | {entry['latency_steps'].get('32', '—')} |")
+            accs = " | ".join(table_cell(entry, "accuracy", t, True) for t in TABLE_T)
+            lines.append(f"| {label} | {accs} | {table_cell(entry, 'spikes_per_inference', 4, False)} | "
+                         f"{table_cell(entry, 'spikes_per_inference', 32, False)} | {entry['latency_steps'].get('32', '—')} |")
         reach = {label: first_t_within(entry["accuracy"], ann) for label, entry in rows["configs"].items()}
         described = "; ".join(f"{label}: T={t}" if t else f"{label}: not within the steps run" for label, t in reach.items())
         compact, expanded = rows["configs"]["gn τ=4"], rows["configs"]["gn τ=4 expanded"]
@@ -128,7 +129,9 @@ def main() -> None:
                   for label, e in rows["configs"].items()}
         svg = line_plot(series, f"{model_name}: accuracy vs time steps", "time steps T", "accuracy", reference=("ANN", rows["ann"]))
         (docs / f"{model_name}.svg").write_text(svg)
-    (docs / "results.md").write_text(markdown(results))
+    previous = (docs / "results.md").read_text() if (docs / "results.md").exists() else ""
+    usual = previous[previous.index(USUAL_HEADING):] if USUAL_HEADING in previous else ""
+    (docs / "results.md").write_text(markdown(results) + ("\n" + usual if usual else ""))
     print(f"wrote {docs / 'results.md'}")
 
 
