@@ -75,10 +75,11 @@ class Qcfs(torch.nn.Module):
 
 
 def qcfs_maxpool_model(tmp_path):
-    """conv → QCFS → MaxPool(3, s2, p1) → conv → QCFS → MaxPool(2) → linear, legacy exporter at opset 13."""
+    """conv → QCFS → MaxPool(3, s2, p1, ceil mode: padded asymmetrically) → conv → QCFS → MaxPool(2) → linear, legacy
+    exporter at opset 13."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 3, padding=1), Qcfs(1.0), torch.nn.MaxPool2d(3, 2, 1),
+        torch.nn.Conv2d(1, 6, 3, padding=1), Qcfs(1.0), torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True),
         torch.nn.Conv2d(6, 8, 3, padding=1), Qcfs(1.5), torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(8 * 2 * 2, 5))
     path = tmp_path / "qcfs_maxpool.onnx"
     torch.onnx.export(net.eval(), (torch.rand(1, 1, 8, 8),), str(path), dynamo=False, opset_version=13,

@@ -112,7 +112,8 @@ def test_inspect_lists_nodes_and_marks_the_unsupported_one(tmp_path, sigmoid_mod
 @pytest.mark.parametrize("name,options,converts", [
     ("light_bvlc_alexnet", [], False),
     ("light_zfnet512", ["--drop-lrn"], True),
-    ("light_inception_v2", ["--drop-lrn"], False),
+    ("light_inception_v2", [], True),  # asymmetric max pooling pads
+    ("light_shufflenet", [], True),  # channel shuffles
 ])
 def test_inspect_model_zoo_files(tmp_path, name, options, converts):
     """Opset-9 files as given: exit 0 with no UNSUPPORTED node when they convert, 2 listing the blockers when not."""

@@ -34,7 +34,7 @@ from toolchain.errors import SnncError
 from toolchain.ir.kernels import apply_linear, max_pool
 from toolchain.ir.metadata import NodeMeta
 from toolchain.ir.order import topological_order
-from toolchain.ir.shapes import pair, pool_output_shape
+from toolchain.ir.shapes import pair, pool_output_shape, window_pads
 
 TAGS = ("fixed_pt", "floating_pt")
 SYNAPTIC = (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Scale)
@@ -209,7 +209,7 @@ class _Builder:
         out_shape = pool_output_shape(node, in_shape)
         process = self.classes["MaxPoolCounter"](
             in_shape=in_shape, out_shape=out_shape, kernel_size=pair(node.kernel_size), stride=pair(node.stride),
-            padding=pair(node.padding), period=self.timesteps, delay=sources[0][1])
+            pads=window_pads(node), period=self.timesteps, delay=sources[0][1])
         for port, _ in sources:
             port.connect(process.s_in)
         self.outputs[name] = [(process.a_out, sources[0][1] + 1)]  # one step late, like a synapse

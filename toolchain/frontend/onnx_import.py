@@ -68,6 +68,9 @@ class Importer:
         self.input_name = _node_name(self.input.name, "input")
         self.input_shape = _per_sample_shape(self.input, source)
         self.tensor = {self.input.name: self.input_name}  # ONNX tensor name -> graph node name
+        # ONNX tensor -> (the tensor whose channels it splits, the source channel at each index of the split axes):
+        # the first half of a channel shuffle, which only a Reshape back to channels completes
+        self.channel_views: dict[str, tuple[str, np.ndarray]] = {}
         self.nodes: dict[str, Node] = {}
 
     # -- helpers used by converters -------------------------------------------------------------------
@@ -94,12 +97,18 @@ class Importer:
 
     def data(self, tensor: str) -> str:
         """The graph node computing ONNX tensor `tensor`, which must be data (computed from the model input)."""
+        if tensor in self.channel_views:
+            raise _Unsupported(f"input '{tensor}' splits the channels of a feature map; snnc folds such a split only "
+                               "as a channel shuffle (Reshape, Transpose of the split axes, Reshape back)")
         if tensor not in self.tensor:
             what = "a constant" if self.is_const(tensor) else "not computed by any node snnc converts"
             raise _Unsupported(f"input '{tensor}' is {what}; snnc needs data computed from the model input here")
         return self.tensor[tensor]
 
     def shape(self, tensor: str) -> tuple[int, ...]:
+        if tensor in self.channel_views:
+            source, channel_of = self.channel_views[tensor]
+            return (*channel_of.shape, *self.shape(source)[1:])
         source = self.data(tensor)
         return self.nodes[source].shape if source in self.nodes else self.input_shape
 
@@ -240,29 +249,40 @@ def _supported_hint() -> str:
 # -- converters ----------------------------------------------------------------------------------------------
 
 
-def _symmetric_pads(imp: Importer, attrs: dict, hw, kernel, strides, dilations) -> tuple[int, int]:
+def _pads(attrs: dict, hw, kernel, strides, dilations) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) from `pads` or `auto_pad` (SAME_UPPER puts an odd total's extra pad at the end)."""
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode(errors="replace") if isinstance(auto_pad, bytes) else auto_pad
     if auto_pad not in AUTO_PADS:
         raise _Unsupported(f"auto_pad '{auto_pad}' is not one of ONNX's {', '.join(AUTO_PADS)}; re-export the model")
     if auto_pad == "VALID":
-        return (0, 0)
+        return (0, 0, 0, 0)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
-        for n, k, s, d in zip(hw, kernel, strides, dilations):
-            total = max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)
-            if total % 2:
-                raise _Unsupported(f"auto_pad {auto_pad} needs asymmetric padding here; pad explicitly and symmetrically")
-            pads.append(total // 2)
-        return tuple(pads)
-    pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    if pads[:2] != pads[2:]:
-        raise _Unsupported(f"asymmetric padding {pads} cannot be expressed in NIR; use symmetric padding")
-    return tuple(int(p) for p in pads[:2])
+        totals = [max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0) for n, k, s, d in zip(hw, kernel, strides, dilations)]
+        small, large = [t // 2 for t in totals], [t - t // 2 for t in totals]
+        return tuple(small + large) if auto_pad == "SAME_UPPER" else tuple(large + small)
+    pads = tuple(int(p) for p in attrs.get("pads", [0, 0, 0, 0]))
+    if len(pads) != 4 or min(pads) < 0:
+        raise _Unsupported(f"pads {list(pads)} are not four non-negative numbers for a 2-D window")
+    return pads
+
+
+def _symmetric_window(weight: np.ndarray, pads, dilations) -> tuple[np.ndarray, tuple[int, int]]:
+    """A convolution weight (O, I, kh, kw) and symmetric padding that compute the same as `weight` with asymmetric
+    `pads` (NIR pads symmetrically): pad both sides by the larger amount and add zero taps where the window then
+    starts early (leading) or would run on past the last output (trailing). Exact."""
+    before, after = pads[:2], pads[2:]
+    if before == after:
+        return weight, tuple(before)
+    if any(d != 1 for d in dilations):
+        raise _Unsupported(f"asymmetric padding {list(pads)} with dilation {list(dilations)} is not supported")
+    padding = tuple(max(b, a) for b, a in zip(before, after))
+    taps = [(p - b, p - a) for p, b, a in zip(padding, before, after)]
+    return np.pad(weight, ((0, 0), (0, 0), *taps)), padding
 
 
 def _conv(imp: Importer, node, attrs):
-    """2-D only; stride, dilation, groups; symmetric pads or auto_pad (VALID, SAME_* when symmetric); constant weights."""
+    """2-D only; stride, dilation, groups; pads or auto_pad (asymmetric ones as zero taps); constant weights."""
     weight = imp.const(node, 1).astype(np.float32)
     shape = imp.shape(node.input[0])
     if weight.ndim != 4 or len(shape) != 3:
@@ -272,7 +292,7 @@ def _conv(imp: Importer, node, attrs):
         raise _Unsupported(f"its bias has shape {bias.shape} for {weight.shape[0]} output channels")
     strides = tuple(attrs.get("strides", (1, 1)))
     dilations = tuple(attrs.get("dilations", (1, 1)))
-    pads = _symmetric_pads(imp, attrs, shape[1:], weight.shape[2:], strides, dilations)
+    weight, pads = _symmetric_window(weight, _pads(attrs, shape[1:], weight.shape[2:], strides, dilations), dilations)
     op = nir.Conv2d(
         input_shape=shape[1:], weight=weight, stride=strides, padding=pads, dilation=dilations,
         groups=int(attrs.get("group", 1)), bias=bias,
@@ -324,24 +344,29 @@ def _pool_window(imp: Importer, node, attrs):
     strides = tuple(attrs.get("strides", (1, 1)))
     if any(d != 1 for d in attrs.get("dilations", (1, 1))):
         raise _Unsupported("dilated pooling is not supported")
-    pads = _symmetric_pads(imp, attrs, shape[1:], kernel, strides, (1, 1))
-    if attrs.get("ceil_mode", 0):
-        floor_hw = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape[1:], kernel, strides, pads)]
-        ceil_hw = [math.ceil((n + 2 * p - k) / s) + 1 for n, k, s, p in zip(shape[1:], kernel, strides, pads)]
-        if floor_hw != ceil_hw:
-            raise _Unsupported("ceil_mode=1 changes the output size here; export with ceil_mode=False")
+    pads = _pads(attrs, shape[1:], kernel, strides, (1, 1))
+    if attrs.get("ceil_mode", 0):  # the last, partial window: as much padding at the end as it overhangs
+        spans = [n + b + a - k for n, k, b, a in zip(shape[1:], kernel, pads[:2], pads[2:])]
+        overhang = [-span % s for span, s in zip(spans, strides)]
+        pads = (*pads[:2], pads[2] + overhang[0], pads[3] + overhang[1])
     return shape, kernel, strides, pads
 
 
 def _average(imp: Importer, node, shape, kernel, strides, pads, include_pad: bool):
-    """Average pooling; with padding that the divisor excludes, a sum pool then a per-position scale."""
-    window = dict(kernel_size=np.array(kernel), stride=np.array(strides), padding=np.array(pads))
+    """Average pooling; with padding that the divisor excludes, a sum pool then a per-position scale. Asymmetric
+    padding makes the pool a depthwise convolution with zero taps (`_symmetric_window`)."""
+    if pads[:2] != pads[2:]:
+        taps = np.full((shape[0], 1, *kernel), 1.0 / (kernel[0] * kernel[1]) if include_pad else 1.0, np.float32)
+        weight, padding = _symmetric_window(taps, pads, (1, 1))
+        pool = nir.Conv2d(input_shape=shape[1:], weight=weight, stride=strides, padding=padding, dilation=(1, 1),
+                          groups=shape[0], bias=np.zeros(shape[0], np.float32))
+    else:
+        window = dict(kernel_size=np.array(kernel), stride=np.array(strides), padding=np.array(pads[:2]))
+        pool = nir.AvgPool2d(**window) if include_pad or not any(pads) else nir.SumPool2d(**window)
+    imp.add(node, pool, [node.input[0]])
     if include_pad or not any(pads):
-        imp.add(node, nir.AvgPool2d(**window), [node.input[0]])
         return
-    ones = np.ones((1, *shape[1:]))
-    counts = _window_sums(ones, kernel, strides, pads)[0]
-    imp.add(node, nir.SumPool2d(**window), [node.input[0]])
+    counts = _window_sums(np.ones((1, *shape[1:])), kernel, strides, pads)[0]
     out_shape = imp.shape(node.output[0])
     scale = np.ascontiguousarray(np.broadcast_to(1.0 / counts, out_shape), dtype=np.float32)
     imp.add(node, nir.Scale(scale=scale), [node.output[0]], suffix=".divisor")
@@ -349,7 +374,7 @@ def _average(imp: Importer, node, shape, kernel, strides, pads, include_pad: boo
 
 def _window_sums(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
     """Sum of each pooling window over a (C, H, W) array with zero padding (for divisor maps)."""
-    padded = np.pad(x, ((0, 0), (pads[0], pads[0]), (pads[1], pads[1])))
+    padded = np.pad(x, ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     out_h = (padded.shape[1] - kernel[0]) // strides[0] + 1
     out_w = (padded.shape[2] - kernel[1]) // strides[1] + 1
     out = np.zeros((x.shape[0], out_h, out_w))
@@ -360,14 +385,17 @@ def _window_sums(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
 
 
 def _averagepool(imp: Importer, node, attrs):
-    """2-D; symmetric pads; count_include_pad 0 or 1 (0 with pads: sum pool + per-position divisor); ceil_mode only when it does not change the size."""
+    """2-D; pads (asymmetric: a depthwise convolution); count_include_pad 0 or 1 (0 with pads: sum pool + per-position divisor); ceil_mode as padding at the end (with count_include_pad=1 only when it does not change the size)."""
     shape, kernel, strides, pads = _pool_window(imp, node, attrs)
-    _average(imp, node, shape, kernel, strides, pads, include_pad=bool(attrs.get("count_include_pad", 0)))
+    include_pad = bool(attrs.get("count_include_pad", 0))
+    if include_pad and attrs.get("ceil_mode", 0) and _pool_window(imp, node, {**attrs, "ceil_mode": 0})[3] != pads:
+        raise _Unsupported("ceil_mode=1 with count_include_pad=1 changes the output size here; export with ceil_mode=False")
+    _average(imp, node, shape, kernel, strides, pads, include_pad=include_pad)
 
 
 def _maxpool(imp: Importer, node, attrs):
     """Kept as max pooling (`--maxpool spiking`, the default; docs/maxpool.md), replaced by average pooling with
-    `--maxpool avg` (the report says so), or refused with `--maxpool error`."""
+    `--maxpool avg` (the report says so), or refused with `--maxpool error`; any pads, ceil_mode as padding at the end."""
     if imp.maxpool == "error":
         raise _Unsupported("max pooling refused (--maxpool error); pass --maxpool spiking (the default) to keep it, "
                            "or --maxpool avg to replace it with average pooling (accuracy may drop)")
@@ -375,7 +403,9 @@ def _maxpool(imp: Importer, node, attrs):
         raise _Unsupported("MaxPool indices output is not supported")
     shape, kernel, strides, pads = _pool_window(imp, node, attrs)
     if imp.maxpool == "spiking":
-        imp.add(node, MaxPool(kernel_size=tuple(kernel), stride=tuple(strides), padding=tuple(pads)), [node.input[0]])
+        symmetric = pads[:2] == pads[2:]
+        imp.add(node, MaxPool(kernel_size=tuple(kernel), stride=tuple(strides), padding=pads[:2] if symmetric else pads),
+                [node.input[0]])
         return
     imp.notes.append(f"MaxPool '{node.name}' replaced by average pooling (--maxpool avg)")
     _average(imp, node, shape, kernel, strides, pads, include_pad=False)
@@ -402,7 +432,10 @@ def _global_average(imp: Importer, node, attrs):
 
 
 def _reshape_to(imp: Importer, node, target: tuple[int, ...]) -> None:
-    """A reshape that keeps the batch: a no-op, or a flatten to one dimension; anything else is refused."""
+    """A reshape that keeps the batch: a no-op, a flatten to one dimension, or a step of a channel shuffle
+    (`_channel_shuffle_step`); anything else is refused."""
+    if _channel_shuffle_step(imp, node, target):
+        return
     source = imp.shape(node.input[0])
     if target == source:
         imp.alias(node, node.input[0])
@@ -413,6 +446,46 @@ def _reshape_to(imp: Importer, node, target: tuple[int, ...]) -> None:
         raise _Unsupported(f"reshaping {source} to {target} per sample is not supported; only flattening is")
 
 
+def _channel_shuffle_step(imp: Importer, node, target: tuple[int, ...]) -> bool:
+    """Reshape (C, H, W) → (g, C/g, H, W) and back, around a Transpose of the split axes (ShuffleNet): the pair only
+    reorders channels, so it becomes a 1×1 convolution with a permutation matrix (exact). True when handled."""
+    if node.input[0] in imp.channel_views:
+        source, channel_of = imp.channel_views[node.input[0]]
+        if tuple(target[-2:]) != imp.shape(source)[1:] or int(np.prod(target[:-2])) != channel_of.size:
+            raise _Unsupported(f"reshapes a channel split to {target}; only a Reshape back to channels completes a shuffle")
+        channel_of = channel_of.reshape(target[:-2])
+        if len(target) > 3:
+            imp.channel_views[node.output[0]] = (source, channel_of)
+        elif np.array_equal(channel_of, np.arange(channel_of.size)):
+            imp.alias(node, source)
+        else:
+            weight = np.zeros((channel_of.size, channel_of.size, 1, 1), np.float32)
+            weight[np.arange(channel_of.size), channel_of, 0, 0] = 1.0
+            imp.add(node, nir.Conv2d(input_shape=target[1:], weight=weight, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                                     groups=1, bias=np.zeros(channel_of.size, np.float32)), [source])
+        return True
+    source = imp.shape(node.input[0])
+    if len(source) == 3 and len(target) > 3 and tuple(target[-2:]) == source[1:] and int(np.prod(target[:-2])) == source[0]:
+        imp.data(node.input[0])  # the split tensor must be data
+        imp.channel_views[node.output[0]] = (node.input[0], np.arange(source[0]).reshape(target[:-2]))
+        return True
+    return False
+
+
+def _transpose(imp: Importer, node, attrs):
+    """Of the split channel axes of a channel shuffle only (batch and the two spatial axes stay in place)."""
+    if node.input[0] not in imp.channel_views:
+        imp.data(node.input[0])
+        raise _Unsupported("a Transpose of a feature map is supported only inside a channel shuffle "
+                           "(Reshape to (g, C/g, H, W), Transpose of those two axes, Reshape back)")
+    source, channel_of = imp.channel_views[node.input[0]]
+    rank = channel_of.ndim + 3
+    perm = list(attrs.get("perm", range(rank)[::-1]))
+    if sorted(perm) != list(range(rank)) or perm[0] != 0 or perm[-2:] != [rank - 2, rank - 1]:
+        raise _Unsupported(f"perm {perm} moves the batch or the spatial axes; only the split channel axes may move")
+    imp.channel_views[node.output[0]] = (source, channel_of.transpose([p - 1 for p in perm[1:-2]]))
+
+
 def _flatten(imp: Importer, node, attrs):
     """axis=1."""
     if attrs.get("axis", 1) != 1:
@@ -421,7 +494,7 @@ def _flatten(imp: Importer, node, attrs):
 
 
 def _reshape(imp: Importer, node, attrs):
-    """Flattening to (batch, features) or no-op reshapes; constant or Shape-derived target shape."""
+    """Flattening to (batch, features), no-op reshapes, or a channel shuffle with Transpose (a 1×1 permutation conv); constant or Shape-derived target shape."""
     # The first entry is the batch (a symbolic size, -1, 0 or the batch of a Shape-derived constant).
     target = imp.const_ints(node, 1)
     source = imp.shape(node.input[0])
@@ -567,6 +640,7 @@ SUPPORTED_OPS = {
     "LRN": _lrn,
     "Flatten": _flatten,
     "Reshape": _reshape,
+    "Transpose": _transpose,
     "Squeeze": _squeeze_like,
     "Unsqueeze": _squeeze_like,
     "Concat": _concat,

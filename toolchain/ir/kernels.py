@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from toolchain.errors import SnncError
 from toolchain.ir.metadata import NodeMeta
-from toolchain.ir.shapes import pair
+from toolchain.ir.shapes import pair, window_pads
 
 LINEAR_NODES = (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Scale, nir.Flatten)
 WEIGHTED_NODES = (nir.Affine, nir.Linear, nir.Conv2d)
@@ -54,8 +54,14 @@ def linear_parameters(node: nir.NIRNode, dtype: torch.dtype = torch.float32) -> 
 
 
 def max_pool(node, x: torch.Tensor) -> torch.Tensor:
-    """The window maximum of a batch x (B, C, H, W) for a node with kernel_size, stride and padding (padding −∞)."""
-    return channels_last(F.max_pool2d(x, pair(node.kernel_size), pair(node.stride), pair(node.padding)))
+    """The window maximum of a batch x (B, C, H, W) for a node with kernel_size, stride and padding (padding −∞,
+    also when asymmetric: `window_pads`)."""
+    top, left, bottom, right = window_pads(node)
+    if (top, left) != (bottom, right):
+        x, padding = F.pad(x, (left, right, top, bottom), value=-torch.inf), (0, 0)
+    else:
+        padding = (top, left)
+    return channels_last(F.max_pool2d(x, pair(node.kernel_size), pair(node.stride), padding))
 
 
 def apply_linear(node: nir.NIRNode, params: dict, x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +72,12 @@ def apply_linear(node: nir.NIRNode, params: dict, x: torch.Tensor) -> torch.Tens
         return channels_last(F.conv2d(x, params["weight"], params["bias"], tuple(node.stride), tuple(node.padding),
                                       tuple(node.dilation), int(node.groups)))
     if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-        kernel, stride, padding = pair(node.kernel_size), pair(node.stride), pair(node.padding)
+        kernel, stride = pair(node.kernel_size), pair(node.stride)
+        top, left, bottom, right = window_pads(node)
+        if (top, left) != (bottom, right):  # a max pooling's asymmetric window, counted as a sum pool (costs)
+            x, padding = F.pad(x, (left, right, top, bottom)), (0, 0)
+        else:
+            padding = (top, left)
         pooled = F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True)
         return pooled * (kernel[0] * kernel[1]) if isinstance(node, nir.SumPool2d) else pooled
     if isinstance(node, nir.Scale):

@@ -22,6 +22,8 @@ written through `NodeMeta`; the graph carries `GraphMeta`. The fields are the ke
 | bias                 | IF         | SANA-FE's arithmetic: the constant current the neuron adds per step |
 | pool                 | SumPool2d  | `max`: a max pooling (docs/maxpool.md), written as a SumPool2d's     |
 |                      |            | window; standard NIR has no max pooling, so only snnc runs it       |
+| pads                 | SumPool2d  | a max pooling's asymmetric padding (top, left, bottom, right); NIR's |
+|                      |            | `padding` is then 0                                                 |
 | role                 | I, Scale   | `readout` (the integrator summing the last layer), `amplitude`;     |
 |                      |            | portable profile: `potential`, `spikes`, `reset`, `mean`            |
 | layer                | portable   | the layer whose spikes a portable node counts                       |
@@ -106,6 +108,7 @@ class NodeMeta:
     scale: float = 0.0
     bias: Any = None
     pool: str = ""
+    pads: Any = None
     role: str = ""
     layer: str = ""
     weight_exp: int = 0
@@ -115,7 +118,7 @@ class NodeMeta:
 
     TYPES = {"neuron": str, "reset": str, "v_init": Any, "max_spikes_per_step": int, "activation": str, "threshold": Any,
              "levels": int, "schedule": str, "fire_rule": str, "cycle": int, "seed": int, "group": str, "member": int,
-             "members": int, "scale": float, "bias": Any, "pool": str, "role": str, "layer": str, "weight_exp": int, "host": bool, "onnx_node": str}
+             "members": int, "scale": float, "bias": Any, "pool": str, "pads": Any, "role": str, "layer": str, "weight_exp": int, "host": bool, "onnx_node": str}
 
     @classmethod
     def of(cls, node: nir.NIRNode) -> "NodeMeta":

@@ -169,6 +169,10 @@ def _check_fields(node: nir.NIRNode) -> None:
     meta = raw_metadata(node)
     if meta.get("pool", "") not in ("", "max") or (meta.get("pool") == "max" and not isinstance(node, nir.SumPool2d)):
         raise ValueError(f"has metadata pool {meta.get('pool')!r}; snnc writes max pooling as a SumPool2d marked 'max'")
+    if meta.get("pads") is not None:
+        if meta.get("pool") != "max" or np.any(np.asarray(node.padding) != 0):
+            raise ValueError("has metadata 'pads' but is not a max pooling with NIR padding 0")
+        integers(meta["pads"], "metadata 'pads'", 4, minimum=0)
     for key in _METADATA_ARRAYS:
         if key in meta:
             finite_numbers(meta[key], f"metadata '{key}'")

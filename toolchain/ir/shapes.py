@@ -46,6 +46,14 @@ def pair(value) -> tuple[int, int]:
     return tuple(int(v) for v in np.broadcast_to(np.asarray(value).reshape(-1), 2))
 
 
+def window_pads(node) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) zero padding of a window op: NIR's symmetric `padding`, or the asymmetric padding
+    of a max pooling (four values on snnc's MaxPool; in NIR snnc's metadata `pads`, NIR's padding then 0)."""
+    pads = raw_metadata(node).get("pads") if isinstance(node, nir.NIRNode) else None
+    values = tuple(int(p) for p in np.ravel(pads if pads is not None and len(pads) else node.padding))
+    return (values * 4)[:4] if len(values) == 1 else values * 2 if len(values) == 2 else values
+
+
 def declared_shape(node: nir.NIRNode, port: str) -> tuple[int, ...]:
     """The shape an Input/Output/Flatten node declares for its `port` ("input" or "output")."""
     types = node.input_type if port == "input" else node.output_type
@@ -56,10 +64,13 @@ def declared_shape(node: nir.NIRNode, port: str) -> tuple[int, ...]:
 
 
 def conv_output_hw(hw, kernel, stride, padding, dilation) -> tuple[int, int]:
-    """Output height and width of a convolution or pooling window (floor mode)."""
+    """Output height and width of a convolution or pooling window (floor mode); padding per axis, or (top, left,
+    bottom, right)."""
+    padding = tuple(int(p) for p in padding)
+    before, after = (padding[:2], padding[2:]) if len(padding) == 4 else (padding, padding)
     return tuple(
-        (int(n) + 2 * int(p) - int(d) * (int(k) - 1) - 1) // int(s) + 1
-        for n, k, s, p, d in zip(hw, kernel, stride, padding, dilation)
+        (int(n) + b + a - int(d) * (int(k) - 1) - 1) // int(s) + 1
+        for n, k, s, b, a, d in zip(hw, kernel, stride, before, after, dilation)
     )
 
 
@@ -97,10 +108,14 @@ def pool_output_shape(node, shape: tuple[int, ...]) -> tuple[int, ...]:
     if len(shape) != 3:
         raise ValueError(f"pools an input of shape {shape}; it needs (channels, height, width)")
     kernel, stride = integers(node.kernel_size, "kernel_size", 2), integers(node.stride, "stride", 2)
-    padding = integers(node.padding, "padding", 2, minimum=0)
-    if any(2 * p > k for p, k in zip(padding, kernel)):
+    four = not isinstance(node, nir.NIRNode) and np.size(node.padding) == 4  # snnc's MaxPool, asymmetric
+    padding = integers(node.padding, "padding", 4 if four else 2, minimum=0)
+    if not four and any(2 * p > k for p, k in zip(padding, kernel)):  # what torch's pooling kernels take
         raise ValueError(f"pads {padding} more than half its window {kernel}")
-    return _window_output(shape, shape[:1], kernel, stride, padding, (1, 1))
+    pads = window_pads(node)
+    if any(p >= k for p, k in zip(pads, kernel * 2)):
+        raise ValueError(f"pads {pads} a whole window {kernel} or more")
+    return _window_output(shape, shape[:1], kernel, stride, pads, (1, 1))
 
 
 def _flatten_output(node, shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -98,6 +98,7 @@ class _Lowering:
             kind = {nir.Flatten: "flatten", nir.Scale: "scale", MaxPool: "maxpool"}.get(type(op), "pool")
             new = _copy(op)
             meta.pool = "max" if isinstance(op, MaxPool) else ""
+            meta.pads = list(op.padding) if isinstance(op, MaxPool) and len(op.padding) == 4 else None
             out_factor = None if factor is None else _propagate_factor(op, factor, in_shape)
         name = self.fresh(kind)
         new.metadata = meta.as_metadata()
@@ -172,7 +173,9 @@ def _copy(op):
     if isinstance(op, nir.Scale):
         return nir.Scale(scale=op.scale)
     if isinstance(op, MaxPool):  # a SumPool2d's window, marked max in the metadata (toolchain/ir/metadata.py)
-        return nir.SumPool2d(kernel_size=np.array(op.kernel_size), stride=np.array(op.stride), padding=np.array(op.padding))
+        symmetric = len(op.padding) == 2
+        return nir.SumPool2d(kernel_size=np.array(op.kernel_size), stride=np.array(op.stride),
+                             padding=np.array(op.padding if symmetric else (0, 0)))
     return type(op)(kernel_size=op.kernel_size, stride=op.stride, padding=op.padding)
 
 

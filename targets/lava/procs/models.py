@@ -330,8 +330,9 @@ class _MaxPoolCounterModel(PyLoihiProcessModel):
 
     def _pool(self, counts: np.ndarray) -> np.ndarray:
         """Window maxima of (C, H, W); zero padding equals max pooling's −∞ padding as counts are never negative."""
-        (kh, kw), (sh, sw), (ph, pw) = (self.proc_params[k] for k in ("kernel_size", "stride", "padding"))
-        padded = np.pad(counts, ((0, 0), (ph, ph), (pw, pw)))
+        (kh, kw), (sh, sw) = self.proc_params["kernel_size"], self.proc_params["stride"]
+        top, left, bottom, right = self.proc_params["pads"]
+        padded = np.pad(counts, ((0, 0), (top, bottom), (left, right)))
         windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
         return windows.max(axis=(3, 4))[:, : self.largest.shape[1], : self.largest.shape[2]]
 

@@ -113,10 +113,11 @@ class PermutedIFNeuron(AbstractProcess):
 class MaxPoolCounter(AbstractProcess):
     """Max pooling of spike counts (docs/maxpool.md): counts the spikes of every input over the window and sends, one
     step late like a synapse, how much the largest count of each pooling window grew: after each step the pool has
-    sent max_w C_w(t) in total. `kernel_size`, `stride`, `padding` as NIR's (rows, columns); shapes (C, H, W)."""
+    sent max_w C_w(t) in total. `kernel_size`, `stride` as NIR's (rows, columns), `pads` (top, left, bottom,
+    right); shapes (C, H, W)."""
 
-    def __init__(self, *, in_shape, out_shape, kernel_size, stride, padding, period: int, delay: int, name=None):
-        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding, period=period, delay=delay, name=name)
+    def __init__(self, *, in_shape, out_shape, kernel_size, stride, pads, period: int, delay: int, name=None):
+        super().__init__(kernel_size=kernel_size, stride=stride, pads=pads, period=period, delay=delay, name=name)
         self.s_in = InPort(shape=in_shape)
         self.a_out = OutPort(shape=out_shape)
         self.counts = Var(shape=in_shape, init=0)
