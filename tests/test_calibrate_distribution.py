@@ -11,9 +11,10 @@ from toolchain.ir.evaluate import evaluate_ann, node_values
 from toolchain.data import fit_to_input, load_dataset
 from toolchain.frontend import import_onnx, load_onnx
 from toolchain.errors import SnncError
-from toolchain.graph import Activation
+from toolchain.graph import Activation, Add
 from toolchain.passes import calibrate_distribution, calibrate_thresholds, canonicalise, lower_to_nir
 from toolchain.passes.calibrate_distribution import by_channel, reference_activation
+from tests.onnx_models import residual_cnn
 
 
 def _setup(zoo, name, data, samples=600):
@@ -96,3 +97,19 @@ def test_unknown_rule_is_refused(zoo):
     _, graph, calibration, _, _ = _setup(zoo, "digits_cnn_qcfs8", "digits")
     with pytest.raises(SnncError, match="paper"):
         calibrate_distribution(graph, calibration, 2, rule="mse")
+
+
+def test_shift_after_a_residual_add_goes_into_the_weighted_branch(tmp_path):
+    """ψ is the mean gap between the reference's and the calibrated input of each activation: after calibration the
+    gap left at the activation after the residual Add is zero, and only the conv branch's bias took it."""
+    residual_cnn(tmp_path / "r.onnx")
+    graph = canonicalise(import_onnx(tmp_path / "r.onnx"))
+    calibration = np.random.default_rng(0).uniform(0, 1, (200, 1, 8, 8)).astype(np.float32)
+    calibrated = calibrate_distribution(copy.deepcopy(graph), calibration, 2)
+    after_add = next(n for n in calibrated.nodes.values() if isinstance(n.op, Activation) and isinstance(calibrated.nodes[n.inputs[0]].op, Add))
+    branch = next(i for i in calibrated.nodes[after_add.inputs[0]].inputs if hasattr(calibrated.nodes[i].op, "bias"))
+    assert not np.array_equal(graph.nodes[branch].op.bias, calibrated.nodes[branch].op.bias)
+    reference = node_values(graph, calibration, reference_activation)[after_add.inputs[0]]
+    mine = node_values(calibrated, calibration)[after_add.inputs[0]]
+    gap = by_channel(reference.double() - mine.double()).mean(1)
+    np.testing.assert_allclose(gap.numpy(), 0, atol=1e-5)

@@ -37,7 +37,7 @@ import torch
 
 from toolchain.ir.evaluate import apply_activation, node_values
 from toolchain.errors import SnncError
-from toolchain.graph import Activation, AnnGraph, verify
+from toolchain.graph import Activation, Add, AnnGraph, verify
 from toolchain.neurons import qcfs
 from toolchain.neurons.parallel import CALIBRATIONS
 
@@ -135,6 +135,23 @@ def _shift(graph: AnnGraph, reference: AnnGraph, x: np.ndarray, producer: str) -
     return total / count
 
 
+def _shift_carrier(graph: AnnGraph, activation):
+    """The Conv or Gemm whose bias takes the activation's input shift ψ: the layer the activation follows, or, after a
+    residual Add, a weighted branch of that Add (adding ψ to one summand shifts the sum by ψ)."""
+    def own(name: str, consumer: str):
+        node = graph.nodes.get(name)
+        return node if node is not None and isinstance(node.op, (nir.Conv2d, nir.Affine)) and graph.consumers(name) == [consumer] else None
+
+    producer = graph.nodes.get(activation.inputs[0])
+    carrier = own(activation.inputs[0], activation.name)
+    if carrier is None and producer is not None and isinstance(producer.op, Add) and graph.consumers(producer.name) == [activation.name]:
+        carrier = next((c for c in (own(i, producer.name) for i in producer.inputs) if c is not None), None)
+    if carrier is None:
+        raise SnncError(f"{graph.source}: activation '{activation.onnx_node}' follows neither its own Conv or Gemm nor a "
+                        "residual Add with one; distribution-aware calibration folds its shift into such a layer's bias")
+    return carrier
+
+
 def calibrate_distribution(graph: AnnGraph, calibration_x: np.ndarray, timesteps: int, rule: str = "search") -> AnnGraph:
     """Set, for every activation, T levels, the shift ψ (into the preceding bias), the threshold and the amplitude."""
     if rule not in RULES:
@@ -142,12 +159,9 @@ def calibrate_distribution(graph: AnnGraph, calibration_x: np.ndarray, timesteps
     choose, scales = (_searched_threshold, THRESHOLD_SCALES) if rule == "search" else (_paper_amplitude, (1.0,))
     reference = copy.deepcopy(graph)  # the network to follow, unchanged while `graph` is calibrated layer by layer
     for node in [n for n in graph.nodes.values() if isinstance(n.op, Activation)]:
-        producer = graph.nodes.get(node.inputs[0])
-        if producer is None or not isinstance(producer.op, (nir.Conv2d, nir.Affine)) or graph.consumers(producer.name) != [node.name]:
-            raise SnncError(f"{graph.source}: activation '{node.onnx_node}' does not follow its own Conv or Gemm; "
-                            "distribution-aware calibration folds its shift into that layer's bias")
-        shift = _per_neuron(_shift(graph, reference, calibration_x, producer.name), node.shape)
-        producer.op.bias = (np.asarray(producer.op.bias, np.float64) + shift.reshape(-1).numpy()).astype(np.float32)
+        carrier = _shift_carrier(graph, node)
+        shift = _per_neuron(_shift(graph, reference, calibration_x, node.inputs[0]), node.shape)
+        carrier.op.bias = (np.asarray(carrier.op.bias, np.float64) + shift.reshape(-1).numpy()).astype(np.float32)
         threshold = _per_neuron(np.broadcast_to(np.asarray(node.op.threshold, np.float64), (node.shape[0],)), node.shape)
         sums = _level_sums(graph, reference, calibration_x, node, threshold, timesteps, scales)
         new_threshold, amplitude = choose(sums, threshold, timesteps, node.shape)
