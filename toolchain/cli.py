@@ -183,9 +183,15 @@ def _sweep(args) -> int:
     from toolchain.sweep import require_ray, sweep
 
     require_ray()
-    sweep(args.model, data=args.data, neurons=args.neurons, taus=args.tau, timesteps=args.timesteps, precisions=args.precision,
-          targets=args.target_names, max_loss=args.max_loss, samples=args.samples, shard_size=args.shard_size,
-          address=args.address, num_cpus=args.cpus, outdir=args.output, threads=args.threads)
+    try:
+        sweep(args.model, data=args.data, neurons=args.neurons, taus=args.tau, timesteps=args.timesteps, precisions=args.precision,
+              targets=args.target_names, max_loss=args.max_loss, samples=args.samples, shard_size=args.shard_size,
+              address=args.address, num_cpus=args.cpus, outdir=args.output, threads=args.threads)
+    except (KeyboardInterrupt, Terminated) as stop:
+        signum, word = (signal.SIGINT, "interrupted") if isinstance(stop, KeyboardInterrupt) else (signal.SIGTERM, "terminated")
+        print(f"snnc: {word}; finished configurations are kept in {args.output}/cache: the same command resumes the sweep",
+              file=sys.stderr)
+        return 128 + signum
     return 0
 
 

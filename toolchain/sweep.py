@@ -28,7 +28,7 @@ from toolchain.errors import SnncError
 from toolchain.evaluation import evaluate_targets
 from toolchain.ir.metadata import PRECISIONS
 from toolchain.onnx_runtime import predict
-from toolchain.options import CompileOptions, parse_timesteps
+from toolchain.options import CompileOptions, parse_counts
 from toolchain.pipeline import Inputs, build_networks, calibrate, load_inputs
 from toolchain.progress import progress
 from toolchain.report import versions
@@ -36,7 +36,7 @@ from toolchain.report.sweep import html, markdown, recommendations
 
 RAY_MISSING = "snnc sweep needs Ray, an optional extra: run `pip install 'snnc[sweep]'` (or `make setup`)"
 RETRIES = 3  # attempts after the first when a task's worker dies
-# Tests only: "<configuration label>=<marker file>" ends the worker evaluating that configuration once (when the
+# Tests only: "<configuration label>:<marker file>" ends the worker evaluating that configuration once (when the
 # marker does not exist yet, creating it), as a killed machine would.
 CRASH_ONCE_VARIABLE = "SNNC_SWEEP_CRASH_ONCE"
 MERGED_FRACTIONS = ("accuracy", "agreement_with_ann")
@@ -82,7 +82,7 @@ def _names(value, what: str, known) -> tuple[str, ...]:
 def configurations(neuron_names, taus, precisions) -> list[Configuration]:
     """Every neuron × τ × precision; τ only for models that take it, the others once."""
     chosen = _names(neuron_names, "neuron model", neurons.model_names())
-    tau_values = parse_timesteps(taus) if taus else ()  # positive integers, sorted: the same rule as time steps
+    tau_values = parse_counts(taus, "--tau") if taus else ()
     precision_names = _names(precisions, "precision", PRECISIONS)
     found = []
     for name in chosen:
@@ -148,7 +148,7 @@ def _one_thread() -> None:
 
 
 def _crash_once_when_asked(configuration: Configuration) -> None:
-    label, _, marker = os.environ.get(CRASH_ONCE_VARIABLE, "").partition("=")
+    label, _, marker = os.environ.get(CRASH_ONCE_VARIABLE, "").partition(":")
     if label == configuration.label and marker and not os.path.exists(marker):
         Path(marker).write_text(str(os.getpid()))
         os._exit(1)
