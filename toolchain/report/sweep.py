@@ -74,18 +74,22 @@ def recommendations(rows: list[dict], ann_accuracy: float, max_loss: float) -> l
         if not within:
             best = max(every, key=lambda p: p.accuracy)
             entry.update(configuration=None, sentence=(
-                f"On {model['label']}, no configuration is within {max_loss:g} points of the ANN ({100 * ann_accuracy:.2f} %); "
+                f"On {model['label']}, no configuration is within {_points(max_loss)} of the ANN ({100 * ann_accuracy:.2f} %); "
                 f"the most accurate is {best.label} at {100 * best.accuracy:.2f} %."))
         else:
             best = min(within, key=lambda p: (p.energy(name), -p.accuracy, p.latency))
             entry.update(configuration={"neuron": best.row["neuron"], "tau": best.row["tau"], "precision": best.row["precision"],
                                         "timesteps": best.timesteps},
                          accuracy=best.accuracy, energy_pj=best.energy(name), latency_steps=best.latency,
-                         sentence=(f"On {model['label']}, the cheapest configuration within {max_loss:g} points of the ANN "
+                         sentence=(f"On {model['label']}, the cheapest configuration within {_points(max_loss)} of the ANN "
                                    f"({100 * ann_accuracy:.2f} %) is {best.label}: {100 * best.accuracy:.2f} % accuracy, "
                                    f"{energy_text(best.energy(name))} per inference, latency {best.latency} steps."))
         chosen.append(entry)
     return chosen
+
+
+def _points(loss: float) -> str:
+    return f"{loss:g} point{'' if loss == 1 else 's'}"
 
 
 def _row_cells(row: dict, t: int, first_model: str | None) -> list[str]:
@@ -115,7 +119,7 @@ def _header_lines(sweep: dict) -> list[str]:
     data = sweep["data"]
     return [f"model: {sweep['model']['path']}", f"data: {data['name']}, {data['test_samples']} test samples",
             f"time steps: {', '.join(map(str, sweep['timesteps']))}; {len(sweep['rows'])} configurations",
-            f"ANN accuracy (onnxruntime): {100 * sweep['ann_accuracy']:.2f} %; accuracy budget: {sweep['max_loss']:g} points"]
+            f"ANN accuracy (onnxruntime): {100 * sweep['ann_accuracy']:.2f} %; accuracy budget: {_points(sweep['max_loss'])}"]
 
 
 def markdown(sweep: dict) -> str:
