@@ -21,16 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from toolchain import __version__, neurons
+from toolchain import __version__
 from toolchain.chips import load_chips
 from toolchain.costs import energy_report
 from toolchain.errors import SnncError
 from toolchain.evaluation import evaluate_targets
 from toolchain.ir.metadata import PRECISIONS
+from toolchain.neurons import get_model, model_names
 from toolchain.onnx_runtime import predict
 from toolchain.options import CompileOptions, parse_counts
 from toolchain.pipeline import Inputs, build_networks, calibrate, load_inputs
-from toolchain.progress import progress
 from toolchain.report import versions
 from toolchain.report.sweep import html, markdown, recommendations
 
@@ -81,12 +81,12 @@ def _names(value, what: str, known) -> tuple[str, ...]:
 
 def configurations(neuron_names, taus, precisions) -> list[Configuration]:
     """Every neuron × τ × precision; τ only for models that take it, the others once."""
-    chosen = _names(neuron_names, "neuron model", neurons.model_names())
+    chosen = _names(neuron_names, "neuron model", model_names())
     tau_values = parse_counts(taus, "--tau") if taus else ()
     precision_names = _names(precisions, "precision", PRECISIONS)
     found = []
     for name in chosen:
-        takes_tau = any(o.name == "tau" for o in neurons.get_model(name).options)
+        takes_tau = any(o.name == "tau" for o in get_model(name).options)
         for tau in (tau_values or (None,)) if takes_tau else (None,):
             found += [Configuration(name, tau, p) for p in precision_names]
     return found
@@ -278,10 +278,10 @@ def sweep(model, data: str = "digits", neurons=("if", "gn", "parallel"), taus=(2
     if todo:
         started_ray = _start_ray(ray, address, num_cpus)
         try:
-            for configuration, entries in progress(_run_on_ray(ray, todo, base, shared, shard_size), "sweep", total=len(todo)):
+            for configuration, entries in _run_on_ray(ray, todo, base, shared, shard_size):
                 rows[configuration] = row_of(configuration, keys[configuration], entries, ann_accuracy)
                 cache.put(keys[configuration], rows[configuration])
-                echo(f"[{len(rows)}/{len(chosen)}] {configuration.label}: " + ", ".join(
+                echo(f"[{len(rows)}/{len(chosen)}, {time.monotonic() - started:.0f} s] {configuration.label}: " + ", ".join(
                     f"T={t} {100 * a:.2f} %" for t, a in rows[configuration]["accuracy"].items()))
         finally:
             if started_ray:
@@ -319,6 +319,11 @@ def _run_on_ray(ray, todo: list[Configuration], base: CompileOptions, shared: Sh
         done, _ = ray.wait(list(waiting), num_returns=1)
         for ref in done:
             configuration = waiting.pop(ref)
-            shards[configuration][ref] = ray.get(ref)
+            try:
+                shards[configuration][ref] = ray.get(ref)
+            except ray.exceptions.RayTaskError as err:  # a user error in a task: one line, as from a compile
+                if isinstance(err.cause, SnncError):
+                    raise SnncError(f"configuration {configuration.label}: {err.cause}") from None
+                raise
             if all(entry is not None for entry in shards[configuration].values()):
                 yield configuration, merge_shards(list(shards.pop(configuration).values()))
