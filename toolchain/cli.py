@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     swp.add_argument("--tau", default="2,4,8", help="comma-separated tau values for models that take one (gn); the others "
                      "run once (default: 2,4,8)")
     swp.add_argument("--precision", default="float", help="comma-separated precisions of the reference runtime: float, loihi (default: float)")
-    swp.add_argument("--targets", dest="target_names", default="reference", help=f"comma-separated targets from {', '.join(targets.registry())} "
+    swp.add_argument("--targets", dest="target_names", metavar="TARGETS", default="reference", help=f"comma-separated targets from {', '.join(targets.registry())} "
                      "(default: reference)")
     swp.add_argument("--max-loss", type=float, default=1.0, help="accuracy budget: points below the ANN a recommended "
                      "configuration may lose (default: 1.0)")
@@ -186,7 +186,7 @@ def _sweep(args) -> int:
     try:
         sweep(args.model, data=args.data, neurons=args.neurons, taus=args.tau, timesteps=args.timesteps, precisions=args.precision,
               targets=args.target_names, max_loss=args.max_loss, samples=args.samples, shard_size=args.shard_size,
-              address=args.address, num_cpus=args.cpus, outdir=args.output, threads=args.threads)
+              address=args.address, num_cpus=args.cpus, outdir=args.output, threads=args.threads, batch_size=args.batch_size)
     except (KeyboardInterrupt, Terminated) as stop:
         signum, word = (signal.SIGINT, "interrupted") if isinstance(stop, KeyboardInterrupt) else (signal.SIGTERM, "terminated")
         print(f"snnc: {word}; finished configurations are kept in {args.output}/cache: the same command resumes the sweep",

@@ -247,16 +247,18 @@ def _start_ray(ray, address: str | None, num_cpus: int | None) -> bool:
 def sweep(model, data: str = "digits", neurons=("if", "gn", "parallel"), taus=(2, 4, 8), timesteps=(1, 2, 4, 8, 16, 32),
           precisions=("float",), targets=("reference",), max_loss: float = 1.0, samples: int | None = None,
           shard_size: int | None = None, address: str | None = None, num_cpus: int | None = None, outdir=None,
-          threads: int = 2, echo=print) -> dict:
+          threads: int = 2, batch_size: int | None = None, echo=print) -> dict:
     """Compile and evaluate every configuration on Ray; return the sweep (sweep.json's content, its "rows" one per
     configuration). With `outdir`, finished configurations are cached there and skipped when found, and
-    sweep.json, sweep.md and sweep.html are written."""
+    sweep.json, sweep.md and sweep.html are written. `threads`: the driver's (onnxruntime, calibration); every
+    task runs on one."""
     if not max_loss >= 0:
         raise SnncError(f"--max-loss must be a number of accuracy points, at least 0 (got {max_loss})")
     if shard_size is not None and (not isinstance(shard_size, int) or shard_size < 1):
         raise SnncError(f"--shard-size must be a whole number, at least 1 (got {shard_size!r})")
     chosen = configurations(neurons, taus, precisions)
-    base = CompileOptions(targets=targets, timesteps=timesteps, data=data, samples=samples, threads=threads)
+    base = CompileOptions(targets=targets, timesteps=timesteps, data=data, samples=samples, threads=threads,
+                          batch_size=batch_size)
     ray = require_ray()
     model_path = Path(model)
     if not model_path.is_file():
