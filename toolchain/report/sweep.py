@@ -83,7 +83,7 @@ def recommendations(rows: list[dict], ann_accuracy: float, max_loss: float) -> l
                          accuracy=best.accuracy, energy_pj=best.energy(name), latency_steps=best.latency,
                          sentence=(f"On {model['label']}, the cheapest configuration within {_points(max_loss)} of the ANN "
                                    f"({100 * ann_accuracy:.2f} %) is {best.label}: {100 * best.accuracy:.2f} % accuracy, "
-                                   f"{energy_text(best.energy(name))} per inference, latency {best.latency} steps."))
+                                   f"{energy_text(best.energy(name))} per inference, latency {best.latency} step{'' if best.latency == 1 else 's'}."))
         chosen.append(entry)
     return chosen
 
