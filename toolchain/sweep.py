@@ -327,5 +327,9 @@ def _run_on_ray(ray, todo: list[Configuration], base: CompileOptions, shared: Sh
                 if isinstance(err.cause, SnncError):
                     raise SnncError(f"configuration {configuration.label}: {err.cause}") from None
                 raise
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as err:
+                raise SnncError(f"configuration {configuration.label}: its worker died {RETRIES + 1} times "
+                                f"({type(err).__name__}); finished configurations are cached: run the sweep again to "
+                                "resume, with fewer CPUs or a smaller --shard-size if memory ran out") from None
             if all(entry is not None for entry in shards[configuration].values()):
                 yield configuration, merge_shards(list(shards.pop(configuration).values()))
