@@ -139,6 +139,17 @@ def test_an_interrupted_sweep_resumes_from_its_cache(cluster, tmp_path):
     assert json.loads((out / "sweep.json").read_text())["rows"] == whole["rows"]
 
 
+def test_other_targets_and_their_checks_enter_the_row(cluster):
+    """Lava on its first few samples (a target option), checked against the reference at Loihi precision."""
+    result = sweep(MODEL, data="digits", neurons="gn", taus="2", timesteps=(4,), samples=20, targets="reference,lava",
+                   lava_samples=4, echo=quiet)
+    (row,) = result["rows"]
+    report = snnc.compile(MODEL, neuron="gn", tau=2, data="digits", timesteps=(4,), samples=20, threads=1,
+                          targets="reference,lava", lava_samples=4).report
+    assert row["targets"]["lava"] == {"precision": "loihi", "samples": 4, "accuracy": report["targets"]["lava"]["accuracy"]}
+    assert row["checks_passed"] == {check["name"]: check["passed"] for check in report["checks"]} == {"lava vs reference": True}
+
+
 def test_without_ray_sweep_says_how_to_install_it(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     code = cli.main(["sweep", str(MODEL), "--data", "digits", "-o", str(tmp_path / "out")])

@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
                      "(default: if,gn,parallel)")
     swp.add_argument("--tau", default="2,4,8", help="comma-separated tau values for models that take one (gn); the others "
                      "run once (default: 2,4,8)")
-    swp.add_argument("--precision", default="float", help="comma-separated precisions of the reference runtime: float, loihi (default: float)")
+    swp.add_argument("--precision", dest="precisions", metavar="PRECISIONS", default="float", help="comma-separated precisions of the reference runtime: float, loihi (default: float)")
     swp.add_argument("--targets", dest="target_names", metavar="TARGETS", default="reference", help=f"comma-separated targets from {', '.join(targets.registry())} "
                      "(default: reference)")
     swp.add_argument("--max-loss", type=float, default=1.0, help="accuracy budget: points below the ANN a recommended "
@@ -133,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     swp.add_argument("--cpus", type=_positive, default=None, help="CPUs of the local Ray (default: 2, at most the machine's)")
     swp.add_argument("--shard-size", type=_positive, default=None, help="test samples per task; larger test sets are split "
                      "and merged (default: one task per configuration)")
+    _add_options(swp.add_argument_group("target options"), [o for o in targets.all_options().values() if o.name != "precision"])
     swp.add_argument("-o", "--output", default="out", help="output folder (default: out): sweep.json, sweep.md, sweep.html "
                      "and cache/, from which a sweep started again skips finished configurations")
 
@@ -180,13 +181,17 @@ def _run(args) -> int:
 
 
 def _sweep(args) -> int:
+    import targets
     from toolchain.sweep import require_ray, sweep
 
     require_ray()
+    given = vars(args)
+    target_options = {k: given[k] for k in targets.all_options() if k in given}
     try:
-        sweep(args.model, data=args.data, neurons=args.neurons, taus=args.tau, timesteps=args.timesteps, precisions=args.precision,
+        sweep(args.model, data=args.data, neurons=args.neurons, taus=args.tau, timesteps=args.timesteps, precisions=args.precisions,
               targets=args.target_names, max_loss=args.max_loss, samples=args.samples, shard_size=args.shard_size,
-              address=args.address, num_cpus=args.cpus, outdir=args.output, threads=args.threads, batch_size=args.batch_size)
+              address=args.address, num_cpus=args.cpus, outdir=args.output, threads=args.threads, batch_size=args.batch_size,
+              **target_options)
     except (KeyboardInterrupt, Terminated) as stop:
         signum, word = (signal.SIGINT, "interrupted") if isinstance(stop, KeyboardInterrupt) else (signal.SIGTERM, "terminated")
         print(f"snnc: {word}; finished configurations are kept in {args.output}/cache: the same command resumes the sweep",

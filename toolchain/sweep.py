@@ -132,13 +132,14 @@ def build_configuration(configuration: Configuration, base: CompileOptions, shar
 
 def evaluate_shard(configuration: Configuration, base: CompileOptions, networks: dict, shared: Shared,
                    start: int, stop: int) -> dict:
-    """Every target's report entry for test samples start..stop, as `snnc compile` reports them."""
+    """Every target's report entry and the cross-target checks for test samples start..stop, as `snnc compile`
+    reports them: {"targets": {...}, "checks": [...]}."""
     _one_thread()
     _crash_once_when_asked(configuration)
     inputs = shared.inputs
     report = evaluate_targets(networks, inputs.x[start:stop], inputs.y[start:stop], shared.ann_predictions[start:stop],
                               configuration.options(base))
-    return report["targets"]
+    return {"targets": report["targets"], "checks": report["checks"]}
 
 
 def _one_thread() -> None:
@@ -179,8 +180,9 @@ def merge_shards(shards: list[dict]) -> dict:
     return merged
 
 
-def row_of(configuration: Configuration, key: str, entries: dict, ann_accuracy: float) -> dict:
-    """sweep.json's row of one configuration (docs/sweep.md), from its targets' merged entries."""
+def row_of(configuration: Configuration, key: str, entries: dict, checks: dict[str, bool], ann_accuracy: float) -> dict:
+    """sweep.json's row of one configuration (docs/sweep.md), from its targets' merged entries and whether each
+    cross-target check passed (on every shard)."""
     reference = entries["reference"]
     energy = energy_report(reference, load_chips())
     return {
@@ -194,6 +196,7 @@ def row_of(configuration: Configuration, key: str, entries: dict, ann_accuracy: 
                       for name, m in energy.items()},
         "targets": {name: {"precision": e.get("precision"), "samples": e["samples"], "accuracy": e["accuracy"]}
                     for name, e in entries.items() if name != "reference"},
+        "checks_passed": checks,
     }
 
 
@@ -247,18 +250,21 @@ def _start_ray(ray, address: str | None, num_cpus: int | None) -> bool:
 def sweep(model, data: str = "digits", neurons=("if", "gn", "parallel"), taus=(2, 4, 8), timesteps=(1, 2, 4, 8, 16, 32),
           precisions=("float",), targets=("reference",), max_loss: float = 1.0, samples: int | None = None,
           shard_size: int | None = None, address: str | None = None, num_cpus: int | None = None, outdir=None,
-          threads: int = 2, batch_size: int | None = None, echo=print) -> dict:
+          threads: int = 2, batch_size: int | None = None, echo=print, **target_options) -> dict:
     """Compile and evaluate every configuration on Ray; return the sweep (sweep.json's content, its "rows" one per
     configuration). With `outdir`, finished configurations are cached there and skipped when found, and
     sweep.json, sweep.md and sweep.html are written. `threads`: the driver's (onnxruntime, calibration); every
-    task runs on one."""
+    task runs on one. Other keywords are the targets' options (`lava_samples`, ...), as `snnc.compile` takes them;
+    the reference's precision is swept by `precisions`."""
+    if "precision" in target_options:
+        raise SnncError("the sweep takes precisions as a list: --precision float,loihi (precisions=(...) in Python)")
     if not max_loss >= 0:
         raise SnncError(f"--max-loss must be a number of accuracy points, at least 0 (got {max_loss})")
     if shard_size is not None and (not isinstance(shard_size, int) or shard_size < 1):
         raise SnncError(f"--shard-size must be a whole number, at least 1 (got {shard_size!r})")
     chosen = configurations(neurons, taus, precisions)
     base = CompileOptions(targets=targets, timesteps=timesteps, data=data, samples=samples, threads=threads,
-                          batch_size=batch_size)
+                          batch_size=batch_size, target_options=target_options)
     ray = require_ray()
     model_path = Path(model)
     if not model_path.is_file():
@@ -280,8 +286,8 @@ def sweep(model, data: str = "digits", neurons=("if", "gn", "parallel"), taus=(2
     if todo:
         started_ray = _start_ray(ray, address, num_cpus)
         try:
-            for configuration, entries in _run_on_ray(ray, todo, base, shared, shard_size):
-                rows[configuration] = row_of(configuration, keys[configuration], entries, ann_accuracy)
+            for configuration, entries, checks in _run_on_ray(ray, todo, base, shared, shard_size):
+                rows[configuration] = row_of(configuration, keys[configuration], entries, checks, ann_accuracy)
                 cache.put(keys[configuration], rows[configuration])
                 echo(f"[{len(rows)}/{len(chosen)}, {time.monotonic() - started:.0f} s] {configuration.label}: " + ", ".join(
                     f"T={t} {100 * a:.2f} %" for t, a in rows[configuration]["accuracy"].items()))
@@ -306,7 +312,7 @@ def sweep(model, data: str = "digits", neurons=("if", "gn", "parallel"), taus=(2
 
 
 def _run_on_ray(ray, todo: list[Configuration], base: CompileOptions, shared: Shared, shard_size: int | None):
-    """(configuration, its merged target entries) as each configuration's last shard finishes."""
+    """(configuration, its merged target entries, {check: passed on every shard}) as its last shard finishes."""
     build = ray.remote(max_retries=RETRIES, num_cpus=1)(build_configuration)
     evaluate = ray.remote(max_retries=RETRIES, num_cpus=1)(evaluate_shard)
     shared_ref = ray.put(shared)
@@ -332,4 +338,8 @@ def _run_on_ray(ray, todo: list[Configuration], base: CompileOptions, shared: Sh
                                 f"({type(err).__name__}); finished configurations are cached: run the sweep again to "
                                 "resume, with fewer CPUs or a smaller --shard-size if memory ran out") from None
             if all(entry is not None for entry in shards[configuration].values()):
-                yield configuration, merge_shards(list(shards.pop(configuration).values()))
+                finished = list(shards.pop(configuration).values())
+                checks = {}
+                for check in (check for shard in finished for check in shard["checks"]):
+                    checks[check["name"]] = checks.get(check["name"], True) and check["passed"]
+                yield configuration, merge_shards([shard["targets"] for shard in finished]), checks
