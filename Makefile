@@ -8,8 +8,9 @@ FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
 .PHONY: setup sanafe data demo test fuzz zoo docs results bench clean
 
-# torch goes in first and pinned, so that nothing can resolve a CUDA build (ray, for snnc sweep, needs no torch); lava-nc declares Python <3.11 but
-# runs on 3.11 with snnc's import shim, so it goes in without its (already installed) dependencies.
+# torch goes in first and pinned, so that nothing can resolve a CUDA build (ray, the 'sweep' extra, pulls no torch);
+# lava-nc declares Python <3.11 but runs on 3.11 with snnc's import shim, so it goes in without its (already
+# installed) dependencies.
 $(SETUP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
