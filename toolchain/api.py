@@ -21,7 +21,7 @@ import nir
 import numpy as np
 
 from targets import get_target
-from toolchain.data import check_labels, fit_to_input, load_dataset
+from toolchain.data import load_dataset
 from toolchain.errors import SnncError
 from toolchain.evaluation import evaluate_targets, runs_per_timestep, target_report
 from toolchain.graph import AnnGraph
@@ -33,25 +33,13 @@ from toolchain.onnx_runtime import predict
 from toolchain.options import CompileOptions, parse_timesteps
 from toolchain.outdir import staged_output
 from toolchain.passes.portable_nir import PORTABLE_FILE, write_portable
-from toolchain.pipeline import Imported, build_networks, calibrate, import_model
+from toolchain.pipeline import Imported, build_networks, calibrate, load_inputs, test_split
 from toolchain.report import compare_runs, layer_table, terminal, versions, write_reports
 from targets.result import RunResult
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _test_split(data: str, input_shape, outputs: int, samples: int | None):
-    dataset = load_dataset(data)
-    check_labels(dataset, outputs, data)
-    x = fit_to_input(dataset.x_test, input_shape, data)
-    y = dataset.y_test
-    if samples:
-        x, y = x[:samples], y[:samples]
-    if not len(x):
-        raise SnncError(f"dataset '{data}' has no test samples")
-    return dataset, x, y
 
 
 class CompiledNetwork:
@@ -170,15 +158,10 @@ def compile(model, **options) -> CompiledNetwork:  # noqa: A001 - the API's verb
 
 
 def compile_with(model, options: CompileOptions) -> CompiledNetwork:
-    imported = import_model(model, options.maxpool, options.drop_lrn)
-    graph = imported.graph
-    outputs = int(np.prod(graph.shape_of(graph.output)))
-    dataset, x, y = _test_split(options.data, graph.input_shape, outputs, options.samples)
-    calibration = fit_to_input(dataset.x_train[: options.calibration_samples], graph.input_shape, options.data).copy()
-    del dataset  # a copy above, so that the rest of the training split is freed (188 MB for Fashion-MNIST)
-    calibrated = calibrate(imported, calibration, options)
-    networks = build_networks(calibrated, calibration, options)
-    return CompiledNetwork(imported, calibrated, networks, options, x, y, int(len(calibration)))
+    inputs = load_inputs(model, options)
+    calibrated = calibrate(inputs.imported, inputs.calibration, options)
+    networks = build_networks(calibrated, inputs.calibration, options)
+    return CompiledNetwork(inputs.imported, calibrated, networks, options, inputs.x, inputs.y, int(len(inputs.calibration)))
 
 
 def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=print) -> dict:
@@ -198,7 +181,7 @@ def run_nir_file(nir_path: str, data: str, timesteps, outdir: str | None = None,
     reference = get_target("reference")
     runtime_input = tuple(int(d) for d in np.asarray(next(n for n in snn.nodes.values() if isinstance(n, nir.Input)).input_type["input"]).reshape(-1))
     outputs = int(np.prod(np.asarray(next(n for n in snn.nodes.values() if isinstance(n, nir.Output)).output_type["output"])))
-    _, x, y = _test_split(data, runtime_input, outputs, samples)
+    x, y = test_split(load_dataset(data), data, runtime_input, outputs, samples)
     runs = runs_per_timestep(reference, networks, x, options, count_operations=False)
     entry = target_report(runs, networks, y, np.full(len(y), -1), {})
     entry.pop("agreement_with_ann")

@@ -1,4 +1,4 @@
-"""The `snnc` command line: compile, inspect, run."""
+"""The `snnc` command line: compile, inspect, run, sweep, report."""
 
 from __future__ import annotations
 
@@ -117,6 +117,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("nir_file", help="a NIR file written by snnc compile (or another NIR exporter)")
     run.add_argument("-o", "--output", default=None, help="write report.json into this folder")
 
+    swp = commands.add_parser("sweep", parents=[common], help="compile and evaluate neuron × tau × T × precision on Ray; "
+                              "recommend the cheapest configuration within an accuracy budget")
+    swp.add_argument("model", help="the trained ANN as .onnx")
+    swp.add_argument("--neurons", default="if,gn,parallel", help=f"comma-separated neuron models from {', '.join(neurons.model_names())} "
+                     "(default: if,gn,parallel)")
+    swp.add_argument("--tau", default="2,4,8", help="comma-separated tau values for models that take one (gn); the others "
+                     "run once (default: 2,4,8)")
+    swp.add_argument("--precision", dest="precisions", metavar="PRECISIONS", default="float", help="comma-separated precisions of the reference runtime: float, loihi (default: float)")
+    swp.add_argument("--targets", dest="target_names", metavar="TARGETS", default="reference", help=f"comma-separated targets from {', '.join(targets.registry())} "
+                     "(default: reference)")
+    swp.add_argument("--max-loss", type=float, default=1.0, help="accuracy budget: points below the ANN a recommended "
+                     "configuration may lose (default: 1.0)")
+    swp.add_argument("--address", default=None, help="join the Ray cluster at this address (default: start a local Ray)")
+    swp.add_argument("--cpus", type=_positive, default=None, help="CPUs of the local Ray (default: 2, at most the machine's)")
+    swp.add_argument("--shard-size", type=_positive, default=None, help="test samples per task; larger test sets are split "
+                     "and merged (default: one task per configuration)")
+    _add_options(swp.add_argument_group("target options"), [o for o in targets.all_options().values() if o.name != "precision"])
+    swp.add_argument("-o", "--output", default="out", help="output folder (default: out): sweep.json, sweep.md, sweep.html "
+                     "and cache/, from which a sweep started again skips finished configurations")
+
     rep = commands.add_parser("report", help="render OUTDIR/report.md and OUTDIR/report.html again from OUTDIR/report.json")
     rep.add_argument("outdir", help="an output folder of snnc compile")
     rep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -160,6 +180,26 @@ def _run(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    import targets
+    from toolchain.sweep import require_ray, sweep
+
+    require_ray()
+    given = vars(args)
+    target_options = {k: given[k] for k in targets.all_options() if k in given}
+    try:
+        sweep(args.model, data=args.data, neurons=args.neurons, taus=args.tau, timesteps=args.timesteps, precisions=args.precisions,
+              targets=args.target_names, max_loss=args.max_loss, samples=args.samples, shard_size=args.shard_size,
+              address=args.address, num_cpus=args.cpus, outdir=args.output, threads=args.threads, batch_size=args.batch_size,
+              **target_options)
+    except (KeyboardInterrupt, Terminated) as stop:
+        signum, word = (signal.SIGINT, "interrupted") if isinstance(stop, KeyboardInterrupt) else (signal.SIGTERM, "terminated")
+        print(f"snnc: {word}; finished configurations are kept in {args.output}/cache: the same command resumes the sweep",
+              file=sys.stderr)
+        return 128 + signum
+    return 0
+
+
 def _report(args) -> int:
     from toolchain.report import rerender
 
@@ -172,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_raises():
             args = _parser().parse_args(argv)
             try:
-                return {"compile": _compile, "inspect": _inspect, "run": _run, "report": _report}[args.command](args)
+                return {"compile": _compile, "inspect": _inspect, "run": _run, "sweep": _sweep, "report": _report}[args.command](args)
             except SnncError as err:
                 if args.debug:
                     raise

@@ -106,13 +106,18 @@ def _resolved(given: dict, options, owner: str) -> dict:
 
 def parse_timesteps(value) -> tuple[int, ...]:
     """Time steps from "1,2,4" or a sequence of ints: sorted, unique, each ≥ 1."""
+    return parse_counts(value, "--timesteps")
+
+
+def parse_counts(value, flag: str) -> tuple[int, ...]:
+    """Positive integers from "1,2,4" or a sequence of ints, sorted and unique; `flag` names them in the error."""
     text = value if isinstance(value, str) else ",".join(str(v) for v in value)
     try:
         values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
     except ValueError:
         values = ()
     if not values or values[0] < 1:
-        raise SnncError(f"--timesteps takes positive integers separated by commas, e.g. 1,2,4,8 (got '{text}')")
+        raise SnncError(f"{flag} takes positive integers separated by commas, e.g. 1,2,4,8 (got '{text}')")
     return values
 
 

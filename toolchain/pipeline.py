@@ -21,6 +21,8 @@ import nir
 import numpy as np
 import onnx
 
+from toolchain.data import Dataset, check_labels, fit_to_input, load_dataset
+from toolchain.errors import SnncError
 from toolchain.frontend import import_onnx, load_onnx
 from toolchain.graph import Activation, AnnGraph
 from toolchain.options import CompileOptions
@@ -48,6 +50,42 @@ def import_model(path, maxpool: str = "spiking", drop_lrn: bool = False) -> Impo
     path = Path(path)
     model = load_onnx(path)
     return Imported(path, model, canonicalise(import_onnx(path, maxpool, model=model, drop_lrn=drop_lrn)))
+
+
+def test_split(dataset: Dataset, data: str, input_shape, outputs: int, samples: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The test samples of `dataset` (named `data`) fitted to the model's input, the first `samples` of them, and
+    their labels."""
+    check_labels(dataset, outputs, data)
+    x = fit_to_input(dataset.x_test, input_shape, data)
+    y = dataset.y_test
+    if samples:
+        x, y = x[:samples], y[:samples]
+    if not len(x):
+        raise SnncError(f"dataset '{data}' has no test samples")
+    return x, y
+
+
+@dataclass
+class Inputs:
+    """What every compile of one model on one dataset shares: the imported model, the test split and the
+    calibration samples (the first `calibration_samples` of the training split)."""
+
+    imported: Imported
+    x: np.ndarray
+    y: np.ndarray
+    calibration: np.ndarray
+
+
+def load_inputs(model, options: CompileOptions) -> Inputs:
+    """Import the model and load its data as `options` ask (model, data, samples, calibration, maxpool, LRN)."""
+    imported = import_model(model, options.maxpool, options.drop_lrn)
+    graph = imported.graph
+    outputs = int(np.prod(graph.shape_of(graph.output)))
+    dataset = load_dataset(options.data)
+    x, y = test_split(dataset, options.data, graph.input_shape, outputs, options.samples)
+    # a copy, so that the rest of the training split is freed with `dataset` (188 MB for Fashion-MNIST)
+    calibration = fit_to_input(dataset.x_train[: options.calibration_samples], graph.input_shape, options.data).copy()
+    return Inputs(imported, x, y, calibration)
 
 
 def _has_relu(graph: AnnGraph) -> bool:

@@ -104,3 +104,51 @@ def _round_ticks(highest: float) -> list[float]:
     magnitude = 10.0 ** math.floor(math.log10(highest / 5))
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude * 5 >= highest)
     return [step * k for k in range(math.ceil(highest / step - 1e-9) + 1)]
+
+
+def scatter_plot(points: dict[str, tuple[list[float], list[float]]], title: str, x_label: str, y_label: str,
+                 front: tuple[list[float], list[float]] | None = None, log_x: bool = True,
+                 reference: tuple[str, float] | None = None, x_format=lambda v: f"{v:.3g}", width: int = 640,
+                 height: int = 400) -> str:
+    """Points per series, an optional staircase through `front` (a Pareto front, sorted by x) and an optional
+    horizontal reference line (label, y). `log_x` spaces the x axis by decades; x must then be positive."""
+    left, right, top, bottom = 60, 170, 36, 48
+    xs = [x for pts in points.values() for x in pts[0]]
+    ys = [y for pts in points.values() for y in pts[1]] + ([reference[1]] if reference else [])
+    fx = (lambda x: math.log10(max(x, 1e-30))) if log_x else (lambda x: x)
+    if log_x:
+        x_lo, x_hi = math.floor(fx(min(xs))), math.ceil(fx(max(xs)))
+        x_hi += x_hi == x_lo
+        ticks = [10.0 ** e for e in range(x_lo, x_hi + 1)]
+    else:
+        ticks = _round_ticks(max(xs))
+        x_lo, x_hi = 0.0, ticks[-1]
+    y_lo, y_hi = min(ys), max(ys)
+    y_pad = (y_hi - y_lo) * 0.05 or 0.01
+    y_lo, y_hi = y_lo - y_pad, y_hi + y_pad
+    px = lambda x: left + (fx(x) - x_lo) / ((x_hi - x_lo) or 1) * (width - left - right)
+    py = lambda y: top + (y_hi - y) / (y_hi - y_lo) * (height - top - bottom)
+    out = _frame(width, height, (left, right, top, bottom), title, x_label, y_label)
+    for tick in ticks:
+        out.append(f'<line x1="{px(tick):.1f}" y1="{top}" x2="{px(tick):.1f}" y2="{height - bottom}" stroke="#eee"/>')
+        out.append(f'<text x="{px(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{escape(x_format(tick))}</text>')
+    for k in range(6):
+        y = y_lo + (y_hi - y_lo) * k / 5
+        out.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
+        out.append(f'<line x1="{left}" y1="{py(y):.1f}" x2="{width - right}" y2="{py(y):.1f}" stroke="#ddd"/>')
+    if reference:
+        out.append(f'<line x1="{left}" y1="{py(reference[1]):.1f}" x2="{width - right}" y2="{py(reference[1]):.1f}" stroke="black" stroke-dasharray="5,4"/>')
+        out.append(f'<text x="{width - right + 6}" y="{py(reference[1]) + 4:.1f}">{escape(reference[0])}</text>')
+    if front and front[0]:
+        steps = [f"{px(front[0][0]):.1f},{py(front[1][0]):.1f}"]
+        for (x0, y0), (x1, y1) in zip(zip(*front), list(zip(*front))[1:]):
+            steps += [f"{px(x1):.1f},{py(y0):.1f}", f"{px(x1):.1f},{py(y1):.1f}"]
+        out.append(f'<polyline points="{" ".join(steps)}" fill="none" stroke="black" stroke-width="1.5"/>')
+        out.append(f'<text x="{width - right + 6}" y="{top + 16}">— Pareto front</text>')
+    for i, (label, (sx, sy)) in enumerate(points.items()):
+        color = PALETTE[i % len(PALETTE)]
+        out += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{color}"><title>{escape(f"{label}: {x_format(x)}, {y:.4g}")}</title></circle>'
+                for x, y in zip(sx, sy)]
+        out.append(f'<text x="{width - right + 6}" y="{top + 16 * (i + 2)}" fill="{color}">{escape(label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
