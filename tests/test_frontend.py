@@ -297,3 +297,26 @@ def test_ops_without_a_spiking_equivalent_are_one_line_errors(tmp_path, op):
     with pytest.raises(SnncError, match=rf"node 'act' \({op}\) has no spiking equivalent.*retrain") as err:
         import_onnx(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum"])
+@pytest.mark.parametrize("keepdims", [0, 1])
+@pytest.mark.parametrize("opset", [13, 18])  # axes an attribute, then an input
+def test_spatial_reduction_is_global_pooling(tmp_path, op, keepdims, opset):
+    """What the default (dynamo) exporter writes for AdaptiveAvgPool2d((1, 1)) and x.mean((2, 3))."""
+    consts = {"axes": np.array([-2, -1])} if opset >= 18 or op == "ReduceSum" else {}
+    inputs, attrs = (["r", "axes"], {}) if consts else (["r"], {"axes": [2, 3]})
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node(op, inputs, ["p"], keepdims=keepdims, **attrs)]
+    if keepdims:
+        nodes.append(helper.make_node("Flatten", ["p"], ["f"]))
+    nodes.append(helper.make_node("Gemm", ["f" if keepdims else "p", "w"], ["y"], transB=1))
+    _check(tmp_path, model(nodes, (3, 5, 4), (2,), {**consts, "w": rand(2, 3)}, opset=opset), rand(4, 3, 5, 4))
+
+
+def test_reduction_over_channels_is_one_line(tmp_path):
+    nodes = [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=1, name="mean_c")]
+    path = tmp_path / "m.onnx"
+    onnx.save(model(nodes, (3, 4, 4), (1, 4, 4), opset=13), str(path))
+    with pytest.raises(SnncError, match=r"node 'mean_c' \(ReduceMean\).*reduces axes \[1\].*spatial axes") as err:
+        import_onnx(path)
+    assert "\n" not in str(err.value)

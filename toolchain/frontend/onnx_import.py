@@ -431,6 +431,29 @@ def _global_average(imp: Importer, node, attrs):
     imp.add(node, nir.AvgPool2d(kernel_size=hw, stride=hw, padding=np.zeros(2, int)), [node.input[0]])
 
 
+def _reduce(imp: Importer, node, attrs):
+    """Over the two spatial axes of a feature map: a global average (ReduceMean) or sum (ReduceSum) pooling, then a
+    flatten when keepdims=0 (the default exporter's `AdaptiveAvgPool2d((1, 1))` and `x.mean((2, 3))`)."""
+    shape = imp.shape(node.input[0])
+    axes = attrs.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = imp.const_ints(node, 1)
+    if not axes and attrs.get("noop_with_empty_axes", 0):
+        imp.alias(node, node.input[0])
+        return
+    rank = len(shape) + 1
+    axes = sorted(int(a) % rank for a in axes) if axes else list(range(rank))
+    if len(shape) != 3 or axes != [2, 3]:
+        raise _Unsupported(f"reduces axes {axes} of a (batch, {', '.join(map(str, shape))}) tensor; snnc converts "
+                           "reductions over the two spatial axes of a feature map only (global pooling)")
+    hw = np.array(shape[1:])
+    window = dict(kernel_size=hw, stride=hw, padding=np.zeros(2, int))
+    imp.add(node, nir.AvgPool2d(**window) if node.op_type == "ReduceMean" else nir.SumPool2d(**window), [node.input[0]])
+    if not attrs.get("keepdims", 1):
+        flat = nir.Flatten(input_type={"input": np.array((shape[0], 1, 1))}, start_dim=0, end_dim=-1)
+        imp.add(node, flat, [node.output[0]], suffix=".flatten")
+
+
 def _reshape_to(imp: Importer, node, target: tuple[int, ...]) -> None:
     """A reshape that keeps the batch: a no-op, a flatten to one dimension, or a step of a channel shuffle
     (`_channel_shuffle_step`); anything else is refused."""
@@ -636,6 +659,8 @@ SUPPORTED_OPS = {
     "BatchNormalization": _batchnorm,
     "AveragePool": _averagepool,
     "GlobalAveragePool": _global_average,
+    "ReduceMean": _reduce,
+    "ReduceSum": _reduce,
     "MaxPool": _maxpool,
     "LRN": _lrn,
     "Flatten": _flatten,
