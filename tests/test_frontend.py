@@ -320,3 +320,18 @@ def test_reduction_over_channels_is_one_line(tmp_path):
     with pytest.raises(SnncError, match=r"node 'mean_c' \(ReduceMean\).*reduces axes \[1\].*spatial axes") as err:
         import_onnx(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("axis", [1, 2, 3, -1])
+def test_flatten_at_an_axis_after_size_one_axes(tmp_path, axis):
+    """Leading per-sample axes of size 1 (a one-channel, one-row map): flattening from any axis gives (batch, 6)."""
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=axis), helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)]
+    _check(tmp_path, model(nodes, (1, 1, 6), (3,), {"w": rand(3, 6)}, opset=13), rand(4, 1, 1, 6))
+
+
+def test_flatten_that_mixes_the_batch_is_one_line(tmp_path):
+    nodes = [helper.make_node("Flatten", ["x"], ["y"], axis=2, name="flat")]
+    path = tmp_path / "m.onnx"
+    onnx.save(model(nodes, (3, 4, 4), None, opset=13), str(path))
+    with pytest.raises(SnncError, match=r"node 'flat' \(Flatten\).*mix the batch"):
+        import_onnx(path)

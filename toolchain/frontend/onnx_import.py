@@ -510,10 +510,13 @@ def _transpose(imp: Importer, node, attrs):
 
 
 def _flatten(imp: Importer, node, attrs):
-    """axis=1."""
-    if attrs.get("axis", 1) != 1:
-        raise _Unsupported("Flatten with axis != 1 would mix the batch into features")
-    _reshape_to(imp, node, (int(np.prod(imp.shape(node.input[0]))),))
+    """axis=1, or any axis whose leading per-sample axes all have size 1 (the same result)."""
+    source = imp.shape(node.input[0])
+    axis = int(attrs.get("axis", 1)) % (len(source) + 1)
+    if axis == 0 or any(d != 1 for d in source[: axis - 1]):
+        raise _Unsupported(f"Flatten with axis {attrs.get('axis', 1)} of a (batch, {', '.join(map(str, source))}) tensor "
+                           "would mix the batch into features; flatten from axis 1")
+    _reshape_to(imp, node, (int(np.prod(source)),))
 
 
 def _reshape(imp: Importer, node, attrs):
