@@ -115,12 +115,17 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def benchmark_arguments(description: str, models: list[tuple[str, str]]) -> argparse.Namespace:
+    """--threads, --samples (default: the full test split) and --models (comma-separated, default: all)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--samples", type=int, default=None, help="limit test samples of every model (quick check)")
-    parser.add_argument("--models", default=",".join(m for m, _ in MODELS))
-    args = parser.parse_args()
+    parser.add_argument("--samples", type=int, default=None, help="test samples per model (default: the full split)")
+    parser.add_argument("--models", default=",".join(m for m, _ in models))
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = benchmark_arguments(__doc__, MODELS)
     wanted = args.models.split(",")
     results = {m: evaluate(m, d, args.threads, args.samples) for m, d in MODELS if m in wanted}
     docs = ROOT / "docs"

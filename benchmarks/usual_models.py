@@ -8,12 +8,11 @@ windowed neurons run once per T, so every (configuration, T) is a run of the who
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.results import USUAL_HEADING, first_t_within, table_cell
+from benchmarks.results import USUAL_HEADING, benchmark_arguments, first_t_within, table_cell
 from toolchain.api import compile_model
 from toolchain.options import CompileOptions
 
@@ -89,11 +88,7 @@ def splice(text: str, model_name: str, block: list[str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--samples", type=int, default=None, help="test samples per model (default: the full split)")
-    parser.add_argument("--models", default=",".join(m for m, _ in MODELS))
-    args = parser.parse_args()
+    args = benchmark_arguments(__doc__, MODELS)
     wanted = args.models.split(",")
     for model_name, data in MODELS:
         if model_name in wanted:

@@ -24,13 +24,7 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], title: str, x_
     out = _frame(width, height, (left, right, top, bottom), title, x_label, y_label)
     for x in sorted(set(xs)):
         out.append(f'<text x="{px(x):.1f}" y="{height - bottom + 16}" text-anchor="middle">{x:g}</text>')
-    for k in range(6):
-        y = y_lo + (y_hi - y_lo) * k / 5
-        out.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
-        out.append(f'<line x1="{left}" y1="{py(y):.1f}" x2="{width - right}" y2="{py(y):.1f}" stroke="#ddd"/>')
-    if reference:
-        out.append(f'<line x1="{left}" y1="{py(reference[1]):.1f}" x2="{width - right}" y2="{py(reference[1]):.1f}" stroke="black" stroke-dasharray="5,4"/>')
-        out.append(f'<text x="{width - right + 6}" y="{py(reference[1]) + 4:.1f}">{escape(reference[0])}</text>')
+    out += _y_grid(y_lo, y_hi, py, left, width - right, reference)
     for i, (label, (sx, sy)) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
         points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(sx, sy))
@@ -39,6 +33,19 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], title: str, x_
         out.append(f'<text x="{width - right + 6}" y="{top + 16 * (i + 2)}" fill="{color}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _y_grid(y_lo: float, y_hi: float, py, left: float, right_edge: float, reference: tuple[str, float] | None) -> list[str]:
+    """Six labelled y ticks with grid lines between x = left and right_edge, and the dashed reference line if any."""
+    out = []
+    for k in range(6):
+        y = y_lo + (y_hi - y_lo) * k / 5
+        out.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
+        out.append(f'<line x1="{left}" y1="{py(y):.1f}" x2="{right_edge}" y2="{py(y):.1f}" stroke="#ddd"/>')
+    if reference:
+        out.append(f'<line x1="{left}" y1="{py(reference[1]):.1f}" x2="{right_edge}" y2="{py(reference[1]):.1f}" stroke="black" stroke-dasharray="5,4"/>')
+        out.append(f'<text x="{right_edge + 6}" y="{py(reference[1]) + 4:.1f}">{escape(reference[0])}</text>')
+    return out
 
 
 def _frame(width: int, height: int, margins: tuple[int, int, int, int], title: str, x_label: str, y_label: str) -> list[str]:
@@ -132,13 +139,7 @@ def scatter_plot(points: dict[str, tuple[list[float], list[float]]], title: str,
     for tick in ticks:
         out.append(f'<line x1="{px(tick):.1f}" y1="{top}" x2="{px(tick):.1f}" y2="{height - bottom}" stroke="#eee"/>')
         out.append(f'<text x="{px(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{escape(x_format(tick))}</text>')
-    for k in range(6):
-        y = y_lo + (y_hi - y_lo) * k / 5
-        out.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
-        out.append(f'<line x1="{left}" y1="{py(y):.1f}" x2="{width - right}" y2="{py(y):.1f}" stroke="#ddd"/>')
-    if reference:
-        out.append(f'<line x1="{left}" y1="{py(reference[1]):.1f}" x2="{width - right}" y2="{py(reference[1]):.1f}" stroke="black" stroke-dasharray="5,4"/>')
-        out.append(f'<text x="{width - right + 6}" y="{py(reference[1]) + 4:.1f}">{escape(reference[0])}</text>')
+    out += _y_grid(y_lo, y_hi, py, left, width - right, reference)
     if front and front[0]:
         steps = [f"{px(front[0][0]):.1f},{py(front[1][0]):.1f}"]
         for (x0, y0), (x1, y1) in zip(zip(*front), list(zip(*front))[1:]):
