@@ -9,8 +9,11 @@ tests/test_coverage.py checks every cell and that docs/coverage.md is what this 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import io
+import logging
 import sys
 import tempfile
 import warnings
@@ -31,7 +34,7 @@ COVERAGE = Path(__file__).resolve().parents[1] / "docs" / "coverage.md"
 TOLERANCE = 1e-4  # relative to the largest output magnitude
 SAMPLES = 2  # the batch of the export and of the comparison; 2, so that a batch dimension cannot pass as a constant 1
 CALIBRATION_SAMPLES = 8
-MESSAGE_LENGTH = 110
+MESSAGE_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -76,40 +79,59 @@ def onnxruntime_output(path: Path, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
+class ExportFailed(Exception):
+    """torch could not write the file: the cell says so and nothing of snnc's is tested."""
+
+
 def relative_error(architecture: Architecture, export: Export) -> float:
-    """Export, convert and compare one cell; raises SnncError where snnc refuses the file."""
+    """Export, convert and compare one cell; raises SnncError where snnc refuses the file, ExportFailed where torch
+    cannot write it."""
     torch.set_num_threads(1)  # the matrix shares small machines
+    # the dynamo exporter logs a warning per missing torchvision op on every export
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     x = inputs(architecture, SAMPLES, seed=0)
-    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         path = Path(folder) / "model.onnx"
-        export.write(seeded_model(architecture), torch.from_numpy(x), path)
-        imported = import_model(path)
-        calibrated = calibrate_thresholds(copy.deepcopy(imported.graph), imported.model,
-                                          inputs(architecture, CALIBRATION_SAMPLES, seed=1), threads=1)
-        lower_to_nir(calibrated, "if")
+        try:
+            export.write(seeded_model(architecture), torch.from_numpy(x), path)
+        except Exception as error:  # whatever torch raises: its exporters have no common error type
+            raise ExportFailed(str(error).splitlines()[0]) from error
+        try:
+            imported = import_model(path)
+            calibrated = calibrate_thresholds(copy.deepcopy(imported.graph), imported.model,
+                                              inputs(architecture, CALIBRATION_SAMPLES, seed=1), threads=1)
+            lower_to_nir(calibrated, "if")
+        except SnncError as error:  # without the temporary folder, so that the document is reproducible
+            raise SnncError(str(error).replace(str(path), path.name)) from error
         expected = onnxruntime_output(path, x)
     actual = evaluate_ann(imported.graph, x).reshape(expected.shape)
     return float(np.abs(actual - expected).max() / np.abs(expected).max())
 
 
 @functools.cache
-def outcome(architecture_name: str, export_name: str) -> float | SnncError:
+def outcome(architecture_name: str, export_name: str) -> float | SnncError | ExportFailed:
     """The cell's relative error, or the error snnc raised; computed once per process (the test and the document
     share it)."""
     architecture = next(a for a in ARCHITECTURES if a.name == architecture_name)
     export = next(e for e in EXPORTS if e.name == export_name)
     try:
         return relative_error(architecture, export)
-    except SnncError as error:
+    except (SnncError, ExportFailed) as error:
         return error
 
 
-def cell_text(result: float | SnncError) -> str:
+def shortened(message: str) -> str:
+    message = message if len(message) <= MESSAGE_LENGTH else message[: MESSAGE_LENGTH - 1] + "…"
+    return message.replace("|", "\\|")
+
+
+def cell_text(result: float | SnncError | ExportFailed) -> str:
+    if isinstance(result, ExportFailed):
+        return "torch cannot export: " + shortened(str(result))
     if isinstance(result, SnncError):
-        message = str(result)
-        message = message if len(message) <= MESSAGE_LENGTH else message[: MESSAGE_LENGTH - 1] + "…"
-        return "✗ " + message.replace("|", "\\|")
+        return "✗ " + shortened(str(result))
     return ("✓ " if result <= TOLERANCE else "✗ differs by ") + f"{result:.0e}"
 
 
