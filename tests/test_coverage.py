@@ -10,20 +10,19 @@ from benchmarks.coverage import COVERAGE, EXPORTS, TOLERANCE, ExportFailed, cove
 from benchmarks.coverage_models import ARCHITECTURES
 from toolchain.errors import SnncError
 
-# (architecture, export) → why snnc refuses it today
-KNOWN_GAPS = {
-    ("VGG-11-BN", "dynamo"): "AdaptiveAvgPool2d((7,7)) on a 1×1 map is written as Transpose/GatherND replication",
-    ("VGG-11-BN", "dynamo, dynamic batch"): "AdaptiveAvgPool2d((7,7)) on a 1×1 map is written as Transpose/GatherND "
-                                            "replication",
-}
+# (architecture, export) → why snnc refuses it today; none at present. A cell listed here is a strict xfail that must
+# raise SnncError, so that fixing it fails the test until the entry is removed.
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
-def cells():
+def cells() -> list:
+    found = []
     for architecture in ARCHITECTURES:
         for export in EXPORTS:
             key = (architecture.name, export.name)
             marks = [pytest.mark.xfail(strict=True, raises=SnncError, reason=KNOWN_GAPS[key])] if key in KNOWN_GAPS else []
-            yield pytest.param(*key, marks=marks, id=f"{key[0]}-{key[1]}")
+            found.append(pytest.param(*key, marks=marks, id=f"{key[0]}-{key[1]}"))
+    return found
 
 
 @pytest.mark.parametrize("architecture, export", cells())
