@@ -97,7 +97,7 @@ def relative_error(architecture: Architecture, export: Export) -> float:
         try:
             export.write(seeded_model(architecture), torch.from_numpy(x), path)
         except Exception as error:  # whatever torch raises: its exporters have no common error type
-            raise ExportFailed(str(error).splitlines()[0]) from error
+            raise ExportFailed(str(error).splitlines()[0].split(". ")[0]) from error  # its first sentence
         try:
             imported = import_model(path)
             calibrated = calibrate_thresholds(copy.deepcopy(imported.graph), imported.model,
