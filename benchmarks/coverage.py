@@ -25,6 +25,7 @@ import onnxruntime as ort
 import torch
 
 from benchmarks.coverage_models import ARCHITECTURES, Architecture, seeded_model
+from toolchain.docs import write_document
 from toolchain.errors import SnncError
 from toolchain.ir.evaluate import evaluate_ann
 from toolchain.passes import calibrate_thresholds, lower_to_nir
@@ -158,10 +159,7 @@ def coverage_markdown() -> str:
 
 
 def main() -> int:
-    COVERAGE.parent.mkdir(exist_ok=True)
-    COVERAGE.write_text(coverage_markdown())
-    print(f"wrote {COVERAGE}")
-    return 0
+    return write_document(COVERAGE, coverage_markdown())
 
 
 if __name__ == "__main__":
