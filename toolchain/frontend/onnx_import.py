@@ -656,7 +656,7 @@ def _reshape(imp: Importer, node, attrs):
     if node.input[0] in imp.linear_views:
         view = imp.linear_views[node.input[0]]
         size = int(view.coefficients[..., 0].size)
-        per_sample = [d for d in target[1:]]
+        per_sample = list(target[1:])  # the first entry is the batch
         if per_sample.count(-1) == 1:
             known = int(np.prod([d for d in per_sample if d != -1]))
             per_sample[per_sample.index(-1)] = size // max(known, 1)
