@@ -52,6 +52,7 @@ zoo: setup
 
 docs: setup
 	$(PY) -m toolchain.docs
+	$(PY) -m benchmarks.coverage
 
 results: setup
 	$(PY) -m benchmarks.results

@@ -335,3 +335,30 @@ def test_flatten_that_mixes_the_batch_is_one_line(tmp_path):
     onnx.save(model(nodes, (3, 4, 4), None, opset=13), str(path))
     with pytest.raises(SnncError, match=r"node 'flat' \(Flatten\).*mix the batch"):
         import_onnx(path)
+
+
+# (map side, pooled side): the 1×1 map is VGG's on a 32×32 input; 2→4 has two copies per bin, 2→3 overlapping
+# bins (which the exporter writes with Where, not supported yet)
+@pytest.mark.parametrize("side,pooled", [(1, 7), (1, 3), (2, 4)])
+def test_adaptive_average_pool_to_a_larger_map_folds_into_the_gemm(tmp_path, side, pooled):
+    """The default exporter writes AdaptiveAvgPool2d from a smaller map as Transpose, GatherND, Transpose,
+    ReduceMean: a linear function of the map, which the following Gemm takes in its weights (exact)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d((pooled, pooled)),
+                              torch.nn.Flatten(), torch.nn.Linear(3 * pooled * pooled, 4)).eval()
+    path = tmp_path / "pool.onnx"
+    torch.onnx.export(net, (torch.rand(2, 2, side, side),), str(path), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},))
+    assert "GatherND" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    graph = canonicalise(import_onnx(path))
+    x = rand(5, 2, side, side, low=-2, high=2)
+    np.testing.assert_allclose(evaluate_ann(graph, x), _ort(path, x), atol=1e-5, rtol=1e-5)
+
+
+def test_transpose_of_a_feature_map_not_ending_in_a_gemm_is_one_line(tmp_path):
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+             helper.make_node("Relu", ["t"], ["y"], name="relu_after")]
+    path = tmp_path / "m.onnx"
+    onnx.save(model(nodes, (3, 4, 4), (4, 4, 3), opset=13), str(path))
+    with pytest.raises(SnncError, match=r"node 'relu_after' \(Relu\).*folds that only into a following Gemm") as err:
+        import_onnx(path)
+    assert "\n" not in str(err.value)

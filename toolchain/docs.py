@@ -30,11 +30,16 @@ def op_support_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    OP_SUPPORT.parent.mkdir(exist_ok=True)
-    OP_SUPPORT.write_text(op_support_markdown())
-    print(f"wrote {OP_SUPPORT}")
+def write_document(path: Path, text: str) -> int:
+    """Write a generated document (the `main` of each generator); 0 as the exit status."""
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
     return 0
+
+
+def main() -> int:
+    return write_document(OP_SUPPORT, op_support_markdown())
 
 
 if __name__ == "__main__":

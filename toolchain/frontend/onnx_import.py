@@ -71,6 +71,10 @@ class Importer:
         # ONNX tensor -> (the tensor whose channels it splits, the source channel at each index of the split axes):
         # the first half of a channel shuffle, which only a Reshape back to channels completes
         self.channel_views: dict[str, tuple[str, np.ndarray]] = {}
+        # ONNX tensor -> a linear function of a feature map that only a following Gemm/MatMul can take in its weights:
+        # the default exporter writes AdaptiveAvgPool2d((7, 7)) on a smaller map as Transpose, GatherND, Transpose,
+        # ReduceMean, which replicates (or averages) positions (LinearView)
+        self.linear_views: dict[str, LinearView] = {}
         self.nodes: dict[str, Node] = {}
 
     # -- helpers used by converters -------------------------------------------------------------------
@@ -97,6 +101,9 @@ class Importer:
 
     def data(self, tensor: str) -> str:
         """The graph node computing ONNX tensor `tensor`, which must be data (computed from the model input)."""
+        if tensor in self.linear_views:
+            raise _Unsupported(f"input '{tensor}' moves or gathers the positions of a feature map; snnc folds that only "
+                               "into a following Gemm or MatMul after a flatten (AdaptiveAvgPool2d before a classifier)")
         if tensor in self.channel_views:
             raise _Unsupported(f"input '{tensor}' splits the channels of a feature map; snnc folds such a split only "
                                "as a channel shuffle (Reshape, Transpose of the split axes, Reshape back)")
@@ -180,6 +187,104 @@ class Importer:
             raise SnncError(f"{where}: cannot evaluate this constant expression ({err}); simplify the model (onnxsim)")
         for name, value in zip(onnx_node.output, outputs):
             self.consts[name] = np.asarray(value)
+
+
+class LinearView:
+    """A tensor computed linearly from the feature map `source` by moving and gathering its positions and averaging
+    them: `coefficients` has the tensor's shape (the batch axis `batch_axis` of size 1), then one axis over the
+    source's per-sample elements. Gathering and reducing act on it as on the tensor; a Gemm folds it into its weights."""
+
+    def __init__(self, source: str, coefficients: np.ndarray, batch_axis: int):
+        self.source, self.coefficients, self.batch_axis = source, coefficients, batch_axis
+
+    @property
+    def rank(self) -> int:
+        return self.coefficients.ndim - 1
+
+    def axes(self, axes, what: str) -> list[int]:
+        """The given axes (negative ones counted from the end) as non-negative ones, none of them the batch."""
+        found = sorted(int(a) % self.rank for a in axes)
+        if self.batch_axis in found:
+            raise _Unsupported(f"{what} the batch axis")
+        return found
+
+
+LINEAR_VIEW_LIMIT = 2**24  # coefficients (64 MiB): a linear view is for the small maps before a classifier
+
+
+def _check_linear_view_size(size: int) -> None:
+    if size > LINEAR_VIEW_LIMIT:
+        raise _Unsupported("a Transpose or gather of a feature map is supported only inside a channel shuffle (Reshape "
+                           "to (g, C/g, H, W), Transpose of those two axes, Reshape back) or, on a small map, ahead of a "
+                           f"flatten and a Gemm (this one would need {size} coefficients, more than {LINEAR_VIEW_LIMIT})")
+
+
+def _linear_view_start(imp: Importer, node, perm: list[int]) -> None:
+    """A Transpose of a feature map starts a linear view: an identity over the source's elements, transposed."""
+    shape = imp.shape(node.input[0])
+    imp.data(node.input[0])
+    if sorted(perm) != list(range(len(shape) + 1)):
+        raise _Unsupported(f"perm {perm} is not a permutation of the {len(shape) + 1} axes")
+    _check_linear_view_size(int(np.prod(shape)) ** 2)
+    identity = np.eye(int(np.prod(shape)), dtype=np.float32).reshape(1, *shape, -1)
+    imp.linear_views[node.output[0]] = LinearView(node.input[0], identity.transpose([*perm, len(perm)]), perm.index(0))
+
+
+def _gather_nd(imp: Importer, node, attrs):
+    """With constant indices on positions moved to the front of a feature map (the default exporter's
+    AdaptiveAvgPool2d to a larger size, ahead of a Gemm): exact, folded into the Gemm's weights."""
+    view = imp.linear_views.get(node.input[0])
+    if view is None:
+        imp.data(node.input[0])
+        raise _Unsupported("a GatherND of a feature map is supported only on positions moved to the front by a "
+                           "Transpose, ahead of a flatten and a Gemm (the default exporter's AdaptiveAvgPool2d)")
+    imp.const_ints(node, 1)  # refuses indices that are not integers
+    indices = imp.const(node, 1).astype(np.int64)
+    if attrs.get("batch_dims", 0) or indices.ndim < 1:
+        raise _Unsupported("batch_dims != 0 is not supported")
+    depth = indices.shape[-1]
+    view.axes(range(depth), "gathers along")
+    _check_linear_view_size(int(np.prod(indices.shape[:-1])) * view.coefficients[(0,) * depth].size)
+    gathered = view.coefficients[tuple(np.moveaxis(indices, -1, 0))]
+    imp.linear_views[node.output[0]] = LinearView(view.source, gathered, view.batch_axis - depth + indices.ndim - 1)
+
+
+def _transpose_linear_view(imp: Importer, node, perm: list[int]) -> None:
+    view = imp.linear_views[node.input[0]]
+    if sorted(perm) != list(range(view.rank)):
+        raise _Unsupported(f"perm {perm} is not a permutation of the {view.rank} axes")
+    imp.linear_views[node.output[0]] = LinearView(view.source, view.coefficients.transpose([*perm, view.rank]),
+                                                  perm.index(view.batch_axis))
+
+
+def _reduce_linear_view(imp: Importer, node, axes, keepdims: bool) -> None:
+    view = imp.linear_views[node.input[0]]
+    axes = view.axes(axes if axes else range(view.rank), "reduces over")
+    reduce = np.mean if node.op_type == "ReduceMean" else np.sum
+    reduced = reduce(view.coefficients, axis=tuple(axes), keepdims=keepdims)
+    batch_axis = view.batch_axis if keepdims else view.batch_axis - sum(a < view.batch_axis for a in axes)
+    imp.linear_views[node.output[0]] = LinearView(view.source, reduced, batch_axis)
+
+
+def _reshape_linear_view(imp: Importer, node, per_sample: tuple[int, ...]) -> None:
+    view = imp.linear_views[node.input[0]]
+    if view.batch_axis != 0:
+        raise _Unsupported("reshapes a tensor whose batch is not the first axis")
+    imp.linear_views[node.output[0]] = LinearView(view.source, view.coefficients.reshape(1, *per_sample, -1), 0)
+
+
+def _linear_view_matrix(imp: Importer, node) -> tuple[str, np.ndarray] | None:
+    """For a Gemm/MatMul on a linear view: a flatten of the view's source, added, and the (features, source
+    elements) matrix to multiply the weights by; None when the data input is no linear view."""
+    view = imp.linear_views.get(node.input[0])
+    if view is None:
+        return None
+    if view.batch_axis != 0 or view.rank != 2:
+        raise _Unsupported("its data input is a gathered feature map that is not flattened to (batch, features)")
+    source = imp.shape(view.source)
+    imp.add(node, nir.Flatten(input_type={"input": np.array(source)}, start_dim=0, end_dim=-1), [view.source],
+            suffix=".flatten")
+    return node.output[0], view.coefficients[0]
 
 
 def _initializer(tensor: onnx.TensorProto, source: str) -> np.ndarray:
@@ -312,7 +417,19 @@ def _gemm(imp: Importer, node, attrs):
     if c.ndim > 1 or not _broadcasts(c.shape, (weight.shape[0],)):
         raise _Unsupported(f"the bias C of shape {c.shape} does not fit the {weight.shape[0]} outputs")
     bias = np.broadcast_to(attrs.get("beta", 1.0) * c, (weight.shape[0],))
-    imp.add(node, nir.Affine(weight=np.ascontiguousarray(weight, np.float32), bias=bias.astype(np.float32)), [node.input[0]])
+    data, weight = _on_linear_view(imp, node, weight)
+    imp.add(node, nir.Affine(weight=np.ascontiguousarray(weight, np.float32), bias=bias.astype(np.float32)), [data])
+
+
+def _on_linear_view(imp: Importer, node, weight: np.ndarray) -> tuple[str, np.ndarray]:
+    """The data input of a Gemm/MatMul and its (out, in) weight, with a linear view folded into the weight."""
+    folded = _linear_view_matrix(imp, node)
+    if folded is None:
+        return node.input[0], weight
+    data, matrix = folded
+    if weight.shape[1] != matrix.shape[0]:
+        raise _Unsupported(f"its weight takes {weight.shape[1]} features, its data input has {matrix.shape[0]}")
+    return data, (weight.astype(np.float64) @ matrix).astype(np.float32)
 
 
 def _matmul(imp: Importer, node, attrs):
@@ -320,6 +437,10 @@ def _matmul(imp: Importer, node, attrs):
     if imp.is_const(node.input[0]):
         raise _Unsupported("a constant left operand is not supported; the data must be the left operand")
     weight = imp.const(node, 1).astype(np.float32)
+    if node.input[0] in imp.linear_views:
+        data, folded = _on_linear_view(imp, node, weight.T)
+        imp.add(node, nir.Affine(weight=np.ascontiguousarray(folded), bias=np.zeros(weight.shape[1], np.float32)), [data])
+        return
     if weight.ndim != 2 or len(imp.shape(node.input[0])) != 1:
         raise _Unsupported("only (batch, features) @ (features, out) products are supported")
     imp.add(node, nir.Affine(weight=np.ascontiguousarray(weight.T), bias=np.zeros(weight.shape[1], np.float32)), [node.input[0]])
@@ -434,13 +555,19 @@ def _global_average(imp: Importer, node, attrs):
 def _reduce(imp: Importer, node, attrs):
     """Over the two spatial axes of a feature map: a global average (ReduceMean) or sum (ReduceSum) pooling, then a
     flatten when keepdims=0 (the default exporter's `AdaptiveAvgPool2d((1, 1))` and `x.mean((2, 3))`)."""
-    shape = imp.shape(node.input[0])
     axes = attrs.get("axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
         axes = imp.const_ints(node, 1)
     if not axes and attrs.get("noop_with_empty_axes", 0):
-        imp.alias(node, node.input[0])
+        if node.input[0] in imp.linear_views:
+            imp.linear_views[node.output[0]] = imp.linear_views[node.input[0]]
+        else:
+            imp.alias(node, node.input[0])
         return
+    if node.input[0] in imp.linear_views:
+        _reduce_linear_view(imp, node, axes, bool(attrs.get("keepdims", 1)))
+        return
+    shape = imp.shape(node.input[0])
     rank = len(shape) + 1
     axes = sorted(int(a) % rank for a in axes) if axes else list(range(rank))
     if len(shape) != 3 or axes != [2, 3]:
@@ -496,11 +623,17 @@ def _channel_shuffle_step(imp: Importer, node, target: tuple[int, ...]) -> bool:
 
 
 def _transpose(imp: Importer, node, attrs):
-    """Of the split channel axes of a channel shuffle only (batch and the two spatial axes stay in place)."""
+    """Of the split channel axes of a channel shuffle (batch and the two spatial axes stay in place), or of a small
+    feature map ahead of GatherND, ReduceMean, a flatten and a Gemm (the default exporter's AdaptiveAvgPool2d to a
+    larger size before a classifier), folded exactly into the Gemm's weights."""
+    if node.input[0] in imp.linear_views:
+        _transpose_linear_view(imp, node, [int(p) for p in attrs.get("perm", range(imp.linear_views[node.input[0]].rank)[::-1])])
+        return
     if node.input[0] not in imp.channel_views:
-        imp.data(node.input[0])
-        raise _Unsupported("a Transpose of a feature map is supported only inside a channel shuffle "
-                           "(Reshape to (g, C/g, H, W), Transpose of those two axes, Reshape back)")
+        rank = len(imp.shape(node.input[0])) + 1
+        # a gather or a Gemm must follow to complete it; anything else is refused there, naming the Transpose's output
+        _linear_view_start(imp, node, [int(p) for p in attrs.get("perm", range(rank)[::-1])])
+        return
     source, channel_of = imp.channel_views[node.input[0]]
     rank = channel_of.ndim + 3
     perm = list(attrs.get("perm", range(rank)[::-1]))
@@ -523,6 +656,17 @@ def _reshape(imp: Importer, node, attrs):
     """Flattening to (batch, features), no-op reshapes, or a channel shuffle with Transpose (a 1×1 permutation conv); constant or Shape-derived target shape."""
     # The first entry is the batch (a symbolic size, -1, 0 or the batch of a Shape-derived constant).
     target = imp.const_ints(node, 1)
+    if node.input[0] in imp.linear_views:
+        view = imp.linear_views[node.input[0]]
+        size = int(view.coefficients[..., 0].size)
+        per_sample = list(target[1:])  # the first entry is the batch
+        if per_sample.count(-1) == 1:
+            known = int(np.prod([d for d in per_sample if d != -1]))
+            per_sample[per_sample.index(-1)] = size // max(known, 1)
+        if 0 in per_sample or int(np.prod(per_sample)) != size:
+            raise _Unsupported(f"reshapes a gathered feature map of {size} values per sample to {tuple(per_sample)}")
+        _reshape_linear_view(imp, node, tuple(per_sample))
+        return
     source = imp.shape(node.input[0])
     per_sample = [source[i - 1] if d == 0 and 0 < i <= len(source) else d for i, d in enumerate(target)][1:]
     if per_sample.count(-1) == 1:
@@ -669,6 +813,7 @@ SUPPORTED_OPS = {
     "Flatten": _flatten,
     "Reshape": _reshape,
     "Transpose": _transpose,
+    "GatherND": _gather_nd,
     "Squeeze": _squeeze_like,
     "Unsqueeze": _squeeze_like,
     "Concat": _concat,
