@@ -34,6 +34,19 @@ from toolchain.ir.order import only_node_of_type, topological_order
 from toolchain.progress import progress
 
 MEMORY_BUDGET_BYTES = 128 * 2**20
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of a --device choice: auto is cuda where torch sees a CUDA device, else cpu."""
+    if name not in DEVICES:
+        raise SnncError(f"--device must be one of {', '.join(DEVICES)} (got '{name}')")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SnncError("--device cuda: no CUDA device is visible to torch (torch.cuda.is_available() is false); "
+                        "use --device cpu or auto")
+    return torch.device(name)
 
 
 def _count_sum(counts: torch.Tensor, most: int) -> torch.Tensor:
@@ -51,8 +64,12 @@ def _count_sum(counts: torch.Tensor, most: int) -> torch.Tensor:
 class ReferenceRuntime:
     """Runs one NIR graph; `run(x, T)` streams samples through it in memory-bounded batches."""
 
-    def __init__(self, graph: nir.NIRGraph, threads: int | None = None):
+    def __init__(self, graph: nir.NIRGraph, threads: int | None = None, device: str = "cpu", compiled_kernels: bool = True):
+        """device: cpu, cuda or auto (`resolve_device`); parameters and signals live there, results come back as
+        numpy. compiled_kernels=False runs the torch kernels (what a GPU runs) on the CPU too, for the tests."""
         self.graph = graph
+        self.device = resolve_device(device)
+        self.compiled_kernels = compiled_kernels
         self.order, self.preds = topological_order(graph)
         self.input, self.output = only_node_of_type(graph, nir.Input), only_node_of_type(graph, nir.Output)
         self.precision = GraphMeta.of(graph).precision
@@ -66,10 +83,14 @@ class ReferenceRuntime:
 
     def _parameters(self, name: str, node) -> dict:
         if isinstance(node, nir.IF):
-            return neuron_parameters(node, name, self.dtype, saturate=self.precision == "loihi")
-        if isinstance(node, nir.I):
-            return {"r": per_neuron_layout(as_tensor(node.r, self.dtype))}
-        return {**linear_parameters(node, self.dtype), "max_pool": NodeMeta.of(node).pool == "max"}
+            params = {**neuron_parameters(node, name, self.dtype, saturate=self.precision == "loihi"),
+                      "compiled_kernels": self.compiled_kernels}
+        elif isinstance(node, nir.I):
+            params = {"r": per_neuron_layout(as_tensor(node.r, self.dtype))}
+        else:
+            params = {**linear_parameters(node, self.dtype), "max_pool": NodeMeta.of(node).pool == "max"}
+        # .to keeps each tensor's strides (channels-last weights stay so); on the CPU it returns the tensor itself
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in params.items()}
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -107,13 +128,13 @@ class ReferenceRuntime:
         neuron_totals: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
             for start in progress(starts, label, total=len(starts)):
-                batch = channels_last(torch.from_numpy(np.array(x[start: start + batch_size])).to(self.dtype))
+                batch = channels_last(torch.from_numpy(np.array(x[start: start + batch_size])).to(self.device, self.dtype))
                 readout, counts = run_batch(batch, timesteps, first_sample=start, steps=steps, neuron_totals=neuron_totals)
                 if predictions is None:  # written in place: small arrays kept across batches would fragment the heap
                     predictions = np.empty((timesteps, len(x)), np.int64)
-                    finals = np.empty((len(x), readout.shape[-1]), readout.numpy().dtype)
-                predictions[:, start: start + len(batch)] = readout.argmax(-1).numpy()
-                finals[start: start + len(batch)] = readout[-1].numpy()
+                    finals = np.empty((len(x), readout.shape[-1]), np.float64 if self.dtype == torch.float64 else np.float32)
+                predictions[:, start: start + len(batch)] = readout.argmax(-1).cpu().numpy()
+                finals[start: start + len(batch)] = readout[-1].cpu().numpy()
                 for name, count in counts.items():
                     per_step[self.layer_of[name]] += count
         neurons = {layer: 0 for layer in per_step}
@@ -158,7 +179,7 @@ class ReferenceRuntime:
     @staticmethod
     def _spikes_per_step(spikes: torch.Tensor) -> np.ndarray:
         """Σ over samples and neurons per step, exact: float32 sums per sample (integers below 2^24), then float64."""
-        return spikes.sum(dim=tuple(range(2, spikes.ndim))).double().sum(1).numpy()
+        return spikes.sum(dim=tuple(range(2, spikes.ndim))).double().sum(1).cpu().numpy()
 
     def runs_on_window_sums(self, timesteps: int) -> bool:
         """True when every spiking layer is a deterministic whole-window two-phase neuron (parallel) in float
@@ -192,7 +213,8 @@ class ReferenceRuntime:
                 total = x if summed else x * timesteps
                 return total.expand(timesteps, *total.shape), counts
             if isinstance(node, nir.IF):
-                n, histogram = window_spikes(x, 1 if summed else timesteps, p["v_init"], p["threshold"], timesteps)
+                n, histogram = window_spikes(x, 1 if summed else timesteps, p["v_init"], p["threshold"], timesteps,
+                                             compiled=self.compiled_kernels)
                 values[name] = (n, True)
                 counts[name] = histogram[::-1].cumsum()[::-1][1:]  # step t fires where n > t
                 if steps:
@@ -209,16 +231,16 @@ class ReferenceRuntime:
 
     def _add_block_totals(self, totals: dict, name: str, n: torch.Tensor, steps: tuple[int, ...]) -> None:
         """Per-neuron totals up to each counted step t for spikes that fill the first n steps: min(n, t)."""
-        per_step = torch.stack([_count_sum(n.clamp(max=t).unsqueeze(0), t) for t in steps]).numpy()
+        per_step = torch.stack([_count_sum(n.clamp(max=t).unsqueeze(0), t) for t in steps]).cpu().numpy()
         self._accumulate(totals, self.layer_of[name], per_step, per_step)
 
     def _add_neuron_totals(self, totals: dict, name: str, spikes: torch.Tensor, steps: tuple[int, ...]) -> None:
         """Add node `name`'s spikes (T, B, ...) in one batch to its layer's per-neuron totals up to each counted step."""
         bounds = list(zip((0, *steps), steps))
         most = self.params[name]["max_spikes"]
-        spike_totals = torch.stack([_count_sum(spikes[a:b], most) for a, b in bounds]).cumsum(0).numpy()
+        spike_totals = torch.stack([_count_sum(spikes[a:b], most) for a, b in bounds]).cumsum(0).cpu().numpy()
         if most > 1:
-            message_totals = torch.stack([_count_sum(spikes[a:b] > 0, 1) for a, b in bounds]).cumsum(0).numpy()
+            message_totals = torch.stack([_count_sum(spikes[a:b] > 0, 1) for a, b in bounds]).cumsum(0).cpu().numpy()
         else:
             message_totals = spike_totals
         self._accumulate(totals, self.layer_of[name], spike_totals, message_totals)
