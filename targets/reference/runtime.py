@@ -119,7 +119,8 @@ class ReferenceRuntime:
         if tuple(x.shape[1:]) != self.input_shape:
             raise SnncError(f"input samples have shape {tuple(x.shape[1:])}, but the NIR graph expects {self.input_shape}")
         largest_batch = self.batch_size_for(timesteps)
-        batch_size = min(batch_size or largest_batch, largest_batch)
+        # the 32 MiB bound keeps glibc's heap reusing memory; a GPU's caching allocator needs no such bound
+        batch_size = batch_size if batch_size and self.device.type != "cpu" else min(batch_size or largest_batch, largest_batch)
         run_batch = self._run_window_sums if self.runs_on_window_sums(timesteps) else self._run_batch
         predictions, finals = None, None
         per_step = {layer: np.zeros(timesteps) for layer in self.layer_of.values()}
