@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import snnc
 from targets.reference import ReferenceRuntime, torch_kernels
-from targets.reference.runtime import resolve_device
+from targets.reference.runtime import full_float32_precision, resolve_device
 from toolchain.errors import SnncError
 from toolchain.neurons import two_phase
 from toolchain.options import CompileOptions
@@ -66,6 +66,17 @@ def test_a_network_on_the_torch_kernels_equals_the_compiled_ones(zoo, neuron):
     networks, x = compiled_networks(zoo, "digits_cnn_qcfs8", neuron, samples=48)
     for graph in networks.values():
         assert_same_run(graph, x, exact=True, compiled_kernels=False)
+
+
+def test_runs_keep_float32_products_out_of_tf32_and_restore_the_settings():
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        with full_float32_precision():
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_auto_is_the_cpu_without_a_cuda_device(monkeypatch):

@@ -20,6 +20,8 @@ potentials saturating at 24 bits; the Lava target's fixed_pt models must match t
 
 from __future__ import annotations
 
+import contextlib
+
 import nir
 import numpy as np
 import torch
@@ -59,6 +61,19 @@ def _count_sum(counts: torch.Tensor, most: int) -> torch.Tensor:
     rows = counts.permute(0, 1, *(2 + d for d in order)).reshape(-1, int(np.prod(per_neuron, dtype=np.int64)))
     total = rows.sum(0, dtype=torch.float32 if exact_in_float32 else torch.float64).double()
     return total.reshape([per_neuron[d] for d in order]).permute(*np.argsort(order).tolist())
+
+
+@contextlib.contextmanager
+def full_float32_precision():
+    """Float32 convolutions and matrix products in float32, not TF32: cuDNN on Ampere and later GPUs rounds the
+    inputs of float32 convolutions to TF32's 10-bit mantissa by default, errors of about 1e-3 that would move spikes
+    beyond the float tolerance of the CPU's results. The settings before are restored after (they are global)."""
+    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul
 
 
 class ReferenceRuntime:
@@ -127,7 +142,7 @@ class ReferenceRuntime:
         starts = range(0, len(x), batch_size)
         steps = tuple(sorted({int(t) for t in per_neuron_steps if 1 <= t <= timesteps}))
         neuron_totals: dict[str, list[np.ndarray]] = {}
-        with torch.inference_mode():
+        with torch.inference_mode(), full_float32_precision():
             for start in progress(starts, label, total=len(starts)):
                 batch = channels_last(torch.from_numpy(np.array(x[start: start + batch_size])).to(self.device, self.dtype))
                 readout, counts = run_batch(batch, timesteps, first_sample=start, steps=steps, neuron_totals=neuron_totals)
