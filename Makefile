@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check --quiet
 SETUP := $(VENV)/.snnc-setup
 FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 
-.PHONY: setup sanafe data demo test fuzz zoo docs results bench clean
+.PHONY: setup sanafe data demo test fuzz zoo docs results bench bench-imagenet clean
 
 # torch goes in first and pinned, so that nothing can resolve a CUDA build (ray, the 'sweep' extra, pulls no torch);
 # lava-nc declares Python <3.11 but runs on 3.11 with snnc's import shim, so it goes in without its (already
@@ -60,6 +60,10 @@ results: setup
 # Speed against the dense floor and the peers (docs/performance.md); the peers are benchmark-only, --no-deps.
 bench: setup
 	$(PY) -m benchmarks.runtime
+
+# ResNet-18 and VGG-16 at 3x224x224 on the reference runtime (docs/performance.md, its own section); minutes on 2 cores.
+bench-imagenet: setup
+	$(PY) -m benchmarks.imagenet
 
 clean:
 	rm -rf out .pytest_cache

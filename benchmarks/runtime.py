@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.sections import section
+
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 256
 STEPS = (4, 8, 32)
@@ -290,7 +292,9 @@ def main() -> None:
         "3×32×32 inputs with QCFS activations):", "", *compile_lines, "",
     ])
     print(text)
-    Path(args.output).write_text(text + DERIVATION)
+    output = Path(args.output)
+    kept = section(output.read_text(), "imagenet") if output.exists() else ""  # benchmarks/imagenet.py's own
+    output.write_text(text + DERIVATION + (f"\n{kept}\n" if kept else ""))
 
 
 DERIVATION = """

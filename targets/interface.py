@@ -45,6 +45,10 @@ class Target:
     def require(self) -> None:
         """SnncError (one line: how to get it) when what the target needs is not installed; checked before compiling."""
 
+    def validate(self, settings: dict) -> None:
+        """SnncError (one line) when this machine cannot honour the target's settings (e.g. a device it lacks);
+        checked with the options, before compiling."""
+
     def reference_graph(self, graph: nir.NIRGraph) -> nir.NIRGraph:
         """The network the reference runtime runs for the check: the same one, or the same in the target's arithmetic."""
         return graph

@@ -177,7 +177,9 @@ def test_bsnn_with_one_cycle_per_window_is_the_parallel_neuron():
 
 @pytest.mark.parametrize("layout,dtype", [("flat", np.float32), ("channels_last", np.float32), ("channels_last", np.float64)])
 @pytest.mark.parametrize("rule,cycle", [("deterministic", 0), ("deterministic", 3), ("bernoulli", 0), ("bernoulli", 2)])
-def test_runtime_kernel_matches_the_spec(rule, cycle, layout, dtype):
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "torch"])
+def test_runtime_kernel_matches_the_spec(rule, cycle, layout, dtype, compiled):
+    """Both kernels: numba's (the CPU's) and torch's (a GPU's, here run on the CPU)."""
     from toolchain.ir.kernels import channels_last
 
     rng = np.random.default_rng(2)
@@ -185,7 +187,7 @@ def test_runtime_kernel_matches_the_spec(rule, cycle, layout, dtype):
     threshold = rng.uniform(0.5, 2, shape).astype(dtype)
     x = rng.normal(0.4, 1, (steps, batch, *shape)).astype(dtype)
     params = {"threshold": channels_last(torch.from_numpy(threshold)[None])[0], "v_init": torch.from_numpy(threshold / 2),
-              "rule": rule, "cycle": cycle, "seed": 7, "layer": "layer1"}
+              "rule": rule, "cycle": cycle, "seed": 7, "layer": "layer1", "compiled_kernels": compiled}
     signal = Signal(channels_last(torch.from_numpy(x).reshape(-1, *shape)).view(steps, batch, *shape), temporal=True)
     ours = two_phase_window(params, signal, steps, first_sample=10).numpy()
     for b in range(batch):
@@ -196,10 +198,10 @@ def test_runtime_kernel_matches_the_spec(rule, cycle, layout, dtype):
 
 @settings(max_examples=40, deadline=None)
 @given(steps=st.integers(1, 12), batch=st.integers(1, 4), dtype=st.sampled_from([np.float32, np.float64]),
-       seed=st.integers(0, 2**16), first_sample=st.integers(0, 1000))
-def test_compiled_bernoulli_kernel_is_the_spec_bit_for_bit(steps, batch, dtype, seed, first_sample):
+       seed=st.integers(0, 2**16), first_sample=st.integers(0, 1000), compiled=st.booleans())
+def test_bernoulli_kernels_are_the_spec_bit_for_bit(steps, batch, dtype, seed, first_sample, compiled):
     """Counts, spike positions and the potential left, on potentials at eighths of θ (exact counts, halves) and
-    anywhere from below 0 to beyond T·θ."""
+    anywhere from below 0 to beyond T·θ; the compiled kernel (numba) and the torch one (a GPU's, here on the CPU)."""
     from targets.reference.kernels import bernoulli_fire
 
     rng = np.random.default_rng(seed)
@@ -210,7 +212,7 @@ def test_compiled_bernoulli_kernel_is_the_spec_bit_for_bit(steps, batch, dtype, 
     v = (np.where(rng.random((batch, *shape)) < 0.5, on_grid, anywhere) * threshold).astype(dtype)
     state, spikes = torch.from_numpy(v.copy()), torch.empty((steps, batch, *shape), dtype=torch.from_numpy(v).dtype)
     keys = np.array([two_phase.stream_key(seed, "l", first_sample + b) for b in range(batch)], np.uint64)
-    bernoulli_fire(state, torch.from_numpy(threshold), keys, 0, spikes)
+    bernoulli_fire(state, torch.from_numpy(threshold), keys, 0, spikes, compiled=compiled)
     for b in range(batch):
         u = two_phase.bernoulli_draws(seed, "l", first_sample + b, steps, steps, shape)
         expected, left = two_phase.bernoulli_window(v[b], threshold, steps, u)
@@ -285,8 +287,9 @@ def test_window_sum_path_equals_the_step_by_step_path(zoo, model_name, data):
 
 @settings(max_examples=60, deadline=None)
 @given(steps=st.integers(1, 40), scale_by_steps=st.booleans(), layout=st.sampled_from(["flat", "nchw", "channels_last"]),
-       seed=st.integers(0, 2**16))
-def test_compiled_window_kernel_is_the_spec_bit_for_bit(steps, scale_by_steps, layout, seed):
+       seed=st.integers(0, 2**16), compiled=st.booleans())
+def test_window_kernels_are_the_spec_bit_for_bit(steps, scale_by_steps, layout, seed, compiled):
+    """The compiled kernel (numba) and the torch one (a GPU's, here on the CPU)."""
     from targets.reference.kernels import window_spikes
     from toolchain.ir.kernels import channels_last
 
@@ -298,7 +301,8 @@ def test_compiled_window_kernel_is_the_spec_bit_for_bit(steps, scale_by_steps, l
     scale = steps if scale_by_steps else 1
     tensor = torch.from_numpy(sums)
     tensor = channels_last(tensor) if layout == "channels_last" else tensor
-    counts, histogram = window_spikes(tensor, scale, torch.from_numpy(v_init), torch.from_numpy(threshold), steps)
+    counts, histogram = window_spikes(tensor, scale, torch.from_numpy(v_init), torch.from_numpy(threshold), steps,
+                                     compiled=compiled)
     # the spec's order of operations: v = v_init + S (S = T·x for a constant input), n = clamp(floor(v/θ), 0, T)
     expected = np.clip(np.floor((v_init + sums * np.float32(scale)) / threshold), 0, steps).astype(np.float32)
     np.testing.assert_array_equal(counts.numpy(), expected)

@@ -170,11 +170,13 @@ def compile_model(model_path: str, outdir: str, options: CompileOptions, echo=pr
 
 
 def run_nir_file(nir_path: str, data: str, timesteps, outdir: str | None = None, samples: int | None = None,
-                 threads: int = 2, batch_size: int | None = None, echo=print) -> dict:
+                 threads: int = 2, batch_size: int | None = None, echo=print, device: str = "auto") -> dict:
     """`snnc run`: a NIR file on the reference runtime, with the accuracy and spikes for every T. Windowed networks
-    run once per T, on `NAME.t<T>.nir` beside the file where compile wrote one (no ANN is known here)."""
+    run once per T, on `NAME.t<T>.nir` beside the file where compile wrote one (no ANN is known here); `device` as
+    the reference target's option (cpu, cuda, auto)."""
     path = Path(nir_path)
-    options = CompileOptions(timesteps=parse_timesteps(timesteps), data=data, samples=samples, threads=threads, batch_size=batch_size)
+    options = CompileOptions(timesteps=parse_timesteps(timesteps), data=data, samples=samples, threads=threads, batch_size=batch_size,
+                             target_options={"device": device})
     snn = read_graph(path)
     networks = {t: read_graph(sibling) if (sibling := path.with_name(f"{path.stem}.t{t}.nir")).is_file() else snn
                 for t in options.timesteps}

@@ -75,6 +75,7 @@ def _add_options(parser: argparse.ArgumentParser, options) -> None:
 def _parser() -> argparse.ArgumentParser:
     import targets
     from toolchain import neurons
+    from targets.reference.runtime import DEVICES
     from toolchain.frontend.onnx_import import MAXPOOL_MODES
 
     parser = _Parser(prog="snnc", description="Compile trained ANNs (ONNX) into spiking neural networks.")
@@ -116,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", parents=[common], help="run a model.nir on the reference runtime")
     run.add_argument("nir_file", help="a NIR file written by snnc compile (or another NIR exporter)")
     run.add_argument("-o", "--output", default=None, help="write report.json into this folder")
+    run.add_argument("--device", default="auto", choices=DEVICES,
+                     help="where the reference runtime computes: cpu, cuda, or auto (cuda when torch sees one; default)")
 
     swp = commands.add_parser("sweep", parents=[common], help="compile and evaluate neuron × tau × T × precision on Ray; "
                               "recommend the cheapest configuration within an accuracy budget")
@@ -176,7 +179,8 @@ def _inspect(args) -> int:
 def _run(args) -> int:
     from toolchain.api import run_nir_file
 
-    run_nir_file(args.nir_file, args.data, args.timesteps, args.output, args.samples, args.threads, args.batch_size)
+    run_nir_file(args.nir_file, args.data, args.timesteps, args.output, args.samples, args.threads, args.batch_size,
+                 device=args.device)
     return 0
 
 

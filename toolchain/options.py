@@ -50,6 +50,8 @@ class CompileOptions:
         for target in self.target_list():
             target.require()
         self.target_options = _resolved(self.target_options, chosen, f"target(s) {', '.join(self.targets)}")
+        for name in dict.fromkeys(("reference", *self.targets)):
+            targets.get_target(name).validate(self.target_options)
 
     @classmethod
     def from_keywords(cls, **keywords) -> "CompileOptions":

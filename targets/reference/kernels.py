@@ -18,6 +18,7 @@ import numba
 import numpy as np
 import torch
 
+from targets.reference import torch_kernels
 from toolchain.neurons import two_phase
 
 # OpenMP first, like torch: with numba's work queue the kernel ran 1.5× slower, its threads competing with torch's
@@ -115,9 +116,12 @@ def _threads_like_torch() -> None:
 
 
 def window_spikes(sums: torch.Tensor, scale: int, v_init: torch.Tensor, threshold: torch.Tensor,
-                  steps: int) -> tuple[torch.Tensor, np.ndarray]:
+                  steps: int, compiled: bool = True) -> tuple[torch.Tensor, np.ndarray]:
     """Spike counts n (same shape and layout as `sums`, float32) of parallel neurons whose window input is
-    sums·scale, and the number of neurons (over the batch) with each count 0..T as float64 (T+1,)."""
+    sums·scale, and the number of neurons (over the batch) with each count 0..T as float64 (T+1,). Off the CPU,
+    or with compiled=False, the torch version (torch_kernels), which computes the same bits."""
+    if not compiled or sums.device.type != "cpu":
+        return torch_kernels.window_spikes(sums, scale, v_init, threshold, steps)
     counts = torch.empty_like(sums)  # dense, so its rows below are a view that the kernel fills
     order = memory_order(counts, 1)
     rows = _rows(counts, order, in_place=True)
@@ -128,9 +132,14 @@ def window_spikes(sums: torch.Tensor, scale: int, v_init: torch.Tensor, threshol
     return counts, histograms.sum(0).astype(np.float64)
 
 
-def bernoulli_fire(v: torch.Tensor, threshold: torch.Tensor, keys: np.ndarray, first_row: int, spikes: torch.Tensor) -> None:
+def bernoulli_fire(v: torch.Tensor, threshold: torch.Tensor, keys: np.ndarray, first_row: int, spikes: torch.Tensor,
+                   compiled: bool = True) -> None:
     """The `tpp` rule for one cycle, in place: spikes (c, B, ...) from potentials v (B, ...), which keep v − n·θ.
-    keys: each sample's `two_phase.stream_key`; first_row: the cycle's first row of its draws (`two_phase.cycle_rows`)."""
+    keys: each sample's `two_phase.stream_key`; first_row: the cycle's first row of its draws (`two_phase.cycle_rows`).
+    Off the CPU, or with compiled=False, the torch version (torch_kernels), which computes the same bits."""
+    if not compiled or v.device.type != "cpu":
+        torch_kernels.bernoulli_fire(v, threshold, keys, first_row, spikes)
+        return
     cycle, shape = spikes.shape[0], tuple(threshold.shape)
     order = memory_order(v, 1)
     rows = _rows(v, order, in_place=True)

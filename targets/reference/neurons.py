@@ -37,7 +37,8 @@ def per_neuron_layout(t: torch.Tensor) -> torch.Tensor:
 def steps_like(per_step: torch.Tensor, timesteps: int) -> torch.Tensor:
     """An uninitialised (T, *per_step.shape) tensor whose every step has per_step's layout."""
     layout = torch.channels_last if per_step.ndim == 4 else torch.contiguous_format
-    folded = torch.empty((timesteps * per_step.shape[0], *per_step.shape[1:]), dtype=per_step.dtype, memory_format=layout)
+    folded = torch.empty((timesteps * per_step.shape[0], *per_step.shape[1:]), dtype=per_step.dtype, memory_format=layout,
+                         device=per_step.device)
     return folded.view(timesteps, *per_step.shape)
 
 
@@ -111,7 +112,8 @@ def two_phase_window(p: dict, signal: Signal, timesteps: int, first_sample: int 
             out[start: start + cycle], left = two_phase.deterministic_window(v, threshold, cycle)
             v.copy_(left)
         else:
-            bernoulli_fire(v, threshold, keys, two_phase.cycle_rows(start, cycle).start, out[start: start + cycle])
+            bernoulli_fire(v, threshold, keys, two_phase.cycle_rows(start, cycle).start, out[start: start + cycle],
+                           compiled=p.get("compiled_kernels", True))
     return out
 
 
@@ -121,7 +123,7 @@ def permuted_window(p: dict, signal: Signal, timesteps: int, first_sample: int =
     shape = tuple(p["threshold"].shape)
     order = np.stack([permuted.permutation(p["seed"], p["layer"], first_sample + b, timesteps, shape)
                       for b in range(spikes.shape[1])], axis=1)
-    return torch.take_along_dim(spikes, torch.from_numpy(order), dim=0)
+    return torch.take_along_dim(spikes, torch.from_numpy(order).to(spikes.device), dim=0)
 
 
 def sanafe_soft_reset(p: dict, signal: Signal, timesteps: int, first_sample: int = 0) -> torch.Tensor:

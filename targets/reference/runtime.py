@@ -20,6 +20,8 @@ potentials saturating at 24 bits; the Lava target's fixed_pt models must match t
 
 from __future__ import annotations
 
+import contextlib
+
 import nir
 import numpy as np
 import torch
@@ -34,6 +36,19 @@ from toolchain.ir.order import only_node_of_type, topological_order
 from toolchain.progress import progress
 
 MEMORY_BUDGET_BYTES = 128 * 2**20
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of a --device choice: auto is cuda where torch sees a CUDA device, else cpu."""
+    if name not in DEVICES:
+        raise SnncError(f"--device must be one of {', '.join(DEVICES)} (got '{name}')")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SnncError("--device cuda: no CUDA device is visible to torch (torch.cuda.is_available() is false); "
+                        "use --device cpu or auto")
+    return torch.device(name)
 
 
 def _count_sum(counts: torch.Tensor, most: int) -> torch.Tensor:
@@ -48,11 +63,28 @@ def _count_sum(counts: torch.Tensor, most: int) -> torch.Tensor:
     return total.reshape([per_neuron[d] for d in order]).permute(*np.argsort(order).tolist())
 
 
+@contextlib.contextmanager
+def full_float32_precision():
+    """Float32 convolutions and matrix products in float32, not TF32: cuDNN on Ampere and later GPUs rounds the
+    inputs of float32 convolutions to TF32's 10-bit mantissa by default, errors of about 1e-3 that would move spikes
+    beyond the float tolerance of the CPU's results. The settings before are restored after (they are global)."""
+    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul
+
+
 class ReferenceRuntime:
     """Runs one NIR graph; `run(x, T)` streams samples through it in memory-bounded batches."""
 
-    def __init__(self, graph: nir.NIRGraph, threads: int | None = None):
+    def __init__(self, graph: nir.NIRGraph, threads: int | None = None, device: str = "cpu", compiled_kernels: bool = True):
+        """device: cpu, cuda or auto (`resolve_device`); parameters and signals live there, results come back as
+        numpy. compiled_kernels=False runs the torch kernels (what a GPU runs) on the CPU too, for the tests."""
         self.graph = graph
+        self.device = resolve_device(device)
+        self.compiled_kernels = compiled_kernels
         self.order, self.preds = topological_order(graph)
         self.input, self.output = only_node_of_type(graph, nir.Input), only_node_of_type(graph, nir.Output)
         self.precision = GraphMeta.of(graph).precision
@@ -66,10 +98,14 @@ class ReferenceRuntime:
 
     def _parameters(self, name: str, node) -> dict:
         if isinstance(node, nir.IF):
-            return neuron_parameters(node, name, self.dtype, saturate=self.precision == "loihi")
-        if isinstance(node, nir.I):
-            return {"r": per_neuron_layout(as_tensor(node.r, self.dtype))}
-        return {**linear_parameters(node, self.dtype), "max_pool": NodeMeta.of(node).pool == "max"}
+            params = {**neuron_parameters(node, name, self.dtype, saturate=self.precision == "loihi"),
+                      "compiled_kernels": self.compiled_kernels}
+        elif isinstance(node, nir.I):
+            params = {"r": per_neuron_layout(as_tensor(node.r, self.dtype))}
+        else:
+            params = {**linear_parameters(node, self.dtype), "max_pool": NodeMeta.of(node).pool == "max"}
+        # .to keeps each tensor's strides (channels-last weights stay so); on the CPU it returns the tensor itself
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in params.items()}
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -98,22 +134,23 @@ class ReferenceRuntime:
         if tuple(x.shape[1:]) != self.input_shape:
             raise SnncError(f"input samples have shape {tuple(x.shape[1:])}, but the NIR graph expects {self.input_shape}")
         largest_batch = self.batch_size_for(timesteps)
-        batch_size = min(batch_size or largest_batch, largest_batch)
+        # the 32 MiB bound keeps glibc's heap reusing memory; a GPU's caching allocator needs no such bound
+        batch_size = batch_size if batch_size and self.device.type != "cpu" else min(batch_size or largest_batch, largest_batch)
         run_batch = self._run_window_sums if self.runs_on_window_sums(timesteps) else self._run_batch
         predictions, finals = None, None
         per_step = {layer: np.zeros(timesteps) for layer in self.layer_of.values()}
         starts = range(0, len(x), batch_size)
         steps = tuple(sorted({int(t) for t in per_neuron_steps if 1 <= t <= timesteps}))
         neuron_totals: dict[str, list[np.ndarray]] = {}
-        with torch.inference_mode():
+        with torch.inference_mode(), full_float32_precision():
             for start in progress(starts, label, total=len(starts)):
-                batch = channels_last(torch.from_numpy(np.array(x[start: start + batch_size])).to(self.dtype))
+                batch = channels_last(torch.from_numpy(np.array(x[start: start + batch_size])).to(self.device, self.dtype))
                 readout, counts = run_batch(batch, timesteps, first_sample=start, steps=steps, neuron_totals=neuron_totals)
                 if predictions is None:  # written in place: small arrays kept across batches would fragment the heap
                     predictions = np.empty((timesteps, len(x)), np.int64)
-                    finals = np.empty((len(x), readout.shape[-1]), readout.numpy().dtype)
-                predictions[:, start: start + len(batch)] = readout.argmax(-1).numpy()
-                finals[start: start + len(batch)] = readout[-1].numpy()
+                    finals = np.empty((len(x), readout.shape[-1]), np.float64 if self.dtype == torch.float64 else np.float32)
+                predictions[:, start: start + len(batch)] = readout.argmax(-1).cpu().numpy()
+                finals[start: start + len(batch)] = readout[-1].cpu().numpy()
                 for name, count in counts.items():
                     per_step[self.layer_of[name]] += count
         neurons = {layer: 0 for layer in per_step}
@@ -158,7 +195,7 @@ class ReferenceRuntime:
     @staticmethod
     def _spikes_per_step(spikes: torch.Tensor) -> np.ndarray:
         """Σ over samples and neurons per step, exact: float32 sums per sample (integers below 2^24), then float64."""
-        return spikes.sum(dim=tuple(range(2, spikes.ndim))).double().sum(1).numpy()
+        return spikes.sum(dim=tuple(range(2, spikes.ndim))).double().sum(1).cpu().numpy()
 
     def runs_on_window_sums(self, timesteps: int) -> bool:
         """True when every spiking layer is a deterministic whole-window two-phase neuron (parallel) in float
@@ -192,7 +229,8 @@ class ReferenceRuntime:
                 total = x if summed else x * timesteps
                 return total.expand(timesteps, *total.shape), counts
             if isinstance(node, nir.IF):
-                n, histogram = window_spikes(x, 1 if summed else timesteps, p["v_init"], p["threshold"], timesteps)
+                n, histogram = window_spikes(x, 1 if summed else timesteps, p["v_init"], p["threshold"], timesteps,
+                                             compiled=self.compiled_kernels)
                 values[name] = (n, True)
                 counts[name] = histogram[::-1].cumsum()[::-1][1:]  # step t fires where n > t
                 if steps:
@@ -209,16 +247,16 @@ class ReferenceRuntime:
 
     def _add_block_totals(self, totals: dict, name: str, n: torch.Tensor, steps: tuple[int, ...]) -> None:
         """Per-neuron totals up to each counted step t for spikes that fill the first n steps: min(n, t)."""
-        per_step = torch.stack([_count_sum(n.clamp(max=t).unsqueeze(0), t) for t in steps]).numpy()
+        per_step = torch.stack([_count_sum(n.clamp(max=t).unsqueeze(0), t) for t in steps]).cpu().numpy()
         self._accumulate(totals, self.layer_of[name], per_step, per_step)
 
     def _add_neuron_totals(self, totals: dict, name: str, spikes: torch.Tensor, steps: tuple[int, ...]) -> None:
         """Add node `name`'s spikes (T, B, ...) in one batch to its layer's per-neuron totals up to each counted step."""
         bounds = list(zip((0, *steps), steps))
         most = self.params[name]["max_spikes"]
-        spike_totals = torch.stack([_count_sum(spikes[a:b], most) for a, b in bounds]).cumsum(0).numpy()
+        spike_totals = torch.stack([_count_sum(spikes[a:b], most) for a, b in bounds]).cumsum(0).cpu().numpy()
         if most > 1:
-            message_totals = torch.stack([_count_sum(spikes[a:b] > 0, 1) for a, b in bounds]).cumsum(0).numpy()
+            message_totals = torch.stack([_count_sum(spikes[a:b] > 0, 1) for a, b in bounds]).cumsum(0).cpu().numpy()
         else:
             message_totals = spike_totals
         self._accumulate(totals, self.layer_of[name], spike_totals, message_totals)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from targets.interface import Target
-from targets.reference.runtime import ReferenceRuntime
+from targets.reference.runtime import DEVICES, ReferenceRuntime, resolve_device
 from toolchain.ir.metadata import PRECISIONS
 from toolchain.option import Option
 
@@ -13,11 +13,16 @@ class ReferenceTarget(Target):
     spikes = "graded"
     description = "the fast reference runtime (every test sample)"
     options = (Option("precision", str, "float", "reference runtime arithmetic: float, or loihi (8-bit weights, integer "
-                      "state; exact chip semantics)", choices=PRECISIONS),)
+                      "state; exact chip semantics)", choices=PRECISIONS),
+               Option("device", str, "auto", "where the reference runtime computes: cpu, cuda (a GPU through torch), or auto "
+                      "(cuda when torch sees one, else cpu); same spikes on either", choices=DEVICES))
 
     def precision(self, settings: dict) -> str:
         return settings.get("precision", "float")
 
+    def validate(self, settings: dict) -> None:
+        resolve_device(settings.get("device", "auto"))
+
     def run(self, graph, x, timesteps, settings, threads, batch_size=None, counted_steps=()):
-        return ReferenceRuntime(graph, threads=threads).run(
+        return ReferenceRuntime(graph, threads=threads, device=settings.get("device", "auto")).run(
             x, timesteps, batch_size=batch_size, label=f"SNN (reference) T={timesteps}", per_neuron_steps=counted_steps)

@@ -26,7 +26,7 @@ def deterministic_window(v, threshold, cycle: int, u=None):
     numpy arrays or torch tensors; returns (spikes (c, ...), the potential left)."""
     xp = np if isinstance(v, (np.ndarray, np.generic)) else _torch()
     n = xp.clip(xp.floor(v / threshold), 0, cycle)
-    steps = xp.arange(cycle).reshape((cycle,) + (1,) * v.ndim)
+    steps = (xp.arange(cycle) if xp is np else xp.arange(cycle, device=v.device)).reshape((cycle,) + (1,) * v.ndim)
     return (steps < n).to(v.dtype) if xp is not np else (steps < n).astype(v.dtype), v - n * threshold
 
 
