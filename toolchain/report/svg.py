@@ -16,11 +16,7 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], title: str, x_
     ys = [y for pts in series.values() for y in pts[1]] + ([reference[1]] if reference else [])
     fx = (lambda x: math.log2(x)) if log2_x else (lambda x: x)
     x_lo, x_hi = fx(min(xs)), fx(max(xs))
-    y_lo, y_hi = min(ys), max(ys)
-    y_pad = (y_hi - y_lo) * 0.05 or 0.01
-    y_lo, y_hi = y_lo - y_pad, y_hi + y_pad
-    px = lambda x: left + (fx(x) - x_lo) / ((x_hi - x_lo) or 1) * (width - left - right)
-    py = lambda y: top + (y_hi - y) / (y_hi - y_lo) * (height - top - bottom)
+    y_lo, y_hi, px, py = _scales(fx, x_lo, x_hi, ys, (left, right, top, bottom), width, height)
     out = _frame(width, height, (left, right, top, bottom), title, x_label, y_label)
     for x in sorted(set(xs)):
         out.append(f'<text x="{px(x):.1f}" y="{height - bottom + 16}" text-anchor="middle">{x:g}</text>')
@@ -33,6 +29,17 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], title: str, x_
         out.append(f'<text x="{width - right + 6}" y="{top + 16 * (i + 2)}" fill="{color}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _scales(fx, x_lo: float, x_hi: float, ys: list[float], margins: tuple[int, int, int, int], width: int, height: int):
+    """The y range padded by 5 % and the maps from data to pixels: (y_lo, y_hi, px, py)."""
+    left, right, top, bottom = margins
+    y_lo, y_hi = min(ys), max(ys)
+    y_pad = (y_hi - y_lo) * 0.05 or 0.01
+    y_lo, y_hi = y_lo - y_pad, y_hi + y_pad
+    px = lambda x: left + (fx(x) - x_lo) / ((x_hi - x_lo) or 1) * (width - left - right)
+    py = lambda y: top + (y_hi - y) / (y_hi - y_lo) * (height - top - bottom)
+    return y_lo, y_hi, px, py
 
 
 def _y_grid(y_lo: float, y_hi: float, py, left: float, right_edge: float, reference: tuple[str, float] | None) -> list[str]:
@@ -130,11 +137,7 @@ def scatter_plot(points: dict[str, tuple[list[float], list[float]]], title: str,
     else:
         ticks = _round_ticks(max(xs))
         x_lo, x_hi = 0.0, ticks[-1]
-    y_lo, y_hi = min(ys), max(ys)
-    y_pad = (y_hi - y_lo) * 0.05 or 0.01
-    y_lo, y_hi = y_lo - y_pad, y_hi + y_pad
-    px = lambda x: left + (fx(x) - x_lo) / ((x_hi - x_lo) or 1) * (width - left - right)
-    py = lambda y: top + (y_hi - y) / (y_hi - y_lo) * (height - top - bottom)
+    y_lo, y_hi, px, py = _scales(fx, x_lo, x_hi, ys, (left, right, top, bottom), width, height)
     out = _frame(width, height, (left, right, top, bottom), title, x_label, y_label)
     for tick in ticks:
         out.append(f'<line x1="{px(tick):.1f}" y1="{top}" x2="{px(tick):.1f}" y2="{height - bottom}" stroke="#eee"/>')
