@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.sections import section
+from benchmarks.sections import all_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 256
@@ -293,8 +293,8 @@ def main() -> None:
     ])
     print(text)
     output = Path(args.output)
-    kept = section(output.read_text(), "imagenet") if output.exists() else ""  # benchmarks/imagenet.py's own
-    output.write_text(text + DERIVATION + (f"\n{kept}\n" if kept else ""))
+    kept = all_sections(output.read_text()) if output.exists() else []  # other benchmarks' own (imagenet, sweep)
+    output.write_text(text + DERIVATION + "".join(f"\n{block}\n" for block in kept))
 
 
 DERIVATION = """

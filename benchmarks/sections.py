@@ -23,3 +23,8 @@ def replace_section(text: str, name: str, body: str) -> str:
     block = f"{start}\n{body.strip()}\n{end}"
     old = section(text, name)
     return text.replace(old, block) if old else text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def all_sections(text: str) -> list[str]:
+    """Every section of `text`, markers included, in order."""
+    return [found.group(0) for found in re.finditer(r"<!-- section (\S+) -->.*?<!-- end of section \1 -->", text, re.DOTALL)]
