@@ -33,7 +33,7 @@ from targets.result import RunResult
 from toolchain.errors import SnncError
 from toolchain.ir.kernels import apply_linear, max_pool
 from toolchain.ir.metadata import NodeMeta
-from toolchain.ir.order import topological_order
+from toolchain.ir.order import input_side_nodes, topological_order
 from toolchain.ir.shapes import pair, pool_output_shape, window_pads
 
 TAGS = ("fixed_pt", "floating_pt")
@@ -58,7 +58,7 @@ class _Builder:
         self.samples = len(x)
         self.runtime = ReferenceRuntime(graph)
         self.order, self.preds = topological_order(graph)
-        self.host = self._host_nodes()
+        self.host = input_side_nodes(graph)
         self.host_values = self._evaluate_host(x)
         # node -> the OutPorts (NIR layout) whose sum is its output, with their delay; a node without a process
         # (Flatten) hands on one port per input and its consumer sums them, as NIR sums edges.
@@ -67,15 +67,6 @@ class _Builder:
         self.neurons: dict[str, object] = {}
         self.readout = None
         self.source_processes = []
-
-    def _host_nodes(self) -> set[str]:
-        host = set()
-        for name in self.order:
-            node = self.graph.nodes[name]
-            if isinstance(node, nir.Input) or (not isinstance(node, (nir.IF, nir.I, nir.Output))
-                                               and all(p in host for p in self.preds[name])):
-                host.add(name)
-        return host
 
     def _evaluate_host(self, x: np.ndarray) -> dict[str, np.ndarray]:
         values = {}

@@ -53,14 +53,18 @@ def linear_parameters(node: nir.NIRNode, dtype: torch.dtype = torch.float32) -> 
     return {}
 
 
+def _padded_for_window(node, x: torch.Tensor, value: float) -> tuple[torch.Tensor, tuple[int, int]]:
+    """x and the symmetric padding torch's pooling takes: asymmetric `window_pads` are applied here with `value`."""
+    top, left, bottom, right = window_pads(node)
+    if (top, left) == (bottom, right):
+        return x, (top, left)
+    return F.pad(x, (left, right, top, bottom), value=value), (0, 0)
+
+
 def max_pool(node, x: torch.Tensor) -> torch.Tensor:
     """The window maximum of a batch x (B, C, H, W) for a node with kernel_size, stride and padding (padding −∞,
     also when asymmetric: `window_pads`)."""
-    top, left, bottom, right = window_pads(node)
-    if (top, left) != (bottom, right):
-        x, padding = F.pad(x, (left, right, top, bottom), value=-torch.inf), (0, 0)
-    else:
-        padding = (top, left)
+    x, padding = _padded_for_window(node, x, -torch.inf)
     return channels_last(F.max_pool2d(x, pair(node.kernel_size), pair(node.stride), padding))
 
 
@@ -73,11 +77,7 @@ def apply_linear(node: nir.NIRNode, params: dict, x: torch.Tensor) -> torch.Tens
                                       tuple(node.dilation), int(node.groups)))
     if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
         kernel, stride = pair(node.kernel_size), pair(node.stride)
-        top, left, bottom, right = window_pads(node)
-        if (top, left) != (bottom, right):  # a max pooling's asymmetric window, counted as a sum pool (costs)
-            x, padding = F.pad(x, (left, right, top, bottom)), (0, 0)
-        else:
-            padding = (top, left)
+        x, padding = _padded_for_window(node, x, 0.0)  # asymmetric only on a max pooling counted as a sum (costs)
         pooled = F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True)
         return pooled * (kernel[0] * kernel[1]) if isinstance(node, nir.SumPool2d) else pooled
     if isinstance(node, nir.Scale):

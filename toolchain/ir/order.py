@@ -36,6 +36,18 @@ def successors(graph: nir.NIRGraph) -> dict[str, list[str]]:
     return succs
 
 
+def input_side_nodes(graph: nir.NIRGraph) -> set[str]:
+    """The nodes computed from the input alone, no neuron upstream (the Input included): what a chip leaves to the
+    host, which sends their result as input currents."""
+    order, preds = topological_order(graph)
+    host: set[str] = set()
+    for name in order:
+        node = graph.nodes[name]
+        if isinstance(node, nir.Input) or (not isinstance(node, (nir.IF, nir.I, nir.Output)) and all(p in host for p in preds[name])):
+            host.add(name)
+    return host
+
+
 def only_node_of_type(graph: nir.NIRGraph, kind: type, where: str = "NIR graph") -> str:
     """The name of the one node of `kind` (Input, Output); SnncError when there is not exactly one."""
     found = [name for name, node in graph.nodes.items() if isinstance(node, kind)]

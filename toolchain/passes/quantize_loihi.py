@@ -29,7 +29,7 @@ import dataclasses
 
 from toolchain.errors import SnncError
 from toolchain.ir.metadata import NodeMeta, with_meta
-from toolchain.ir.order import successors, topological_order
+from toolchain.ir.order import input_side_nodes, successors, topological_order
 from toolchain.ir.verify import verify_nir
 
 MAX_EXP = 7
@@ -71,6 +71,7 @@ class _Quantizer:
         self.graph = graph
         self.order, self.preds = topological_order(graph)
         self.succs = successors(graph)
+        self.input_side = input_side_nodes(graph)
         self.errors: dict[str, float] = {}
 
     def upstream_gain(self, name: str) -> float:
@@ -90,16 +91,7 @@ class _Quantizer:
     def reads_input(self, name: str) -> bool:
         """Whether the node computes on the analog input alone (no neuron upstream), so on the host. Models that
         normalise their input inside the network have several such nodes in a row."""
-        pending, seen = list(self.preds[name]), set()
-        while pending:
-            current = pending.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            if isinstance(self.graph.nodes[current], (nir.IF, nir.I)):
-                return False
-            pending.extend(self.preds[current])
-        return bool(seen)
+        return name in self.input_side
 
     def paths_into(self, consumer: str) -> list[tuple[str, float]]:
         """The weighted nodes feeding a consumer, each with the gain (Π k² of sum pools) on its way there."""
