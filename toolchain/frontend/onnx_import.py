@@ -36,9 +36,17 @@ from toolchain.graph import (
 )
 
 MAXPOOL_MODES = ("spiking", "avg", "error")
-# Nonlinearities a spiking rate cannot compute; named as such in the error rather than as merely unsupported.
-NO_SPIKING_EQUIVALENT = ("Sigmoid", "Tanh", "Gelu", "Erf", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus", "Mish")
+# Nonlinearities a spiking rate cannot compute; named as such in the error rather than as merely unsupported, with
+# the torch modules exported as the op where its name does not say so
+NO_SPIKING_EQUIVALENT = {
+    "Sigmoid": "torch's SiLU is exported as Sigmoid then Mul", "Tanh": "the legacy exporter writes Mish with Tanh",
+    "Gelu": "", "Erf": "older exporters write GELU with Erf", "HardSigmoid": "", "HardSwish": "", "Elu": "",
+    "Selu": "", "Celu": "", "Softplus": "the legacy exporter writes Mish with Softplus", "Mish": "",
+    "LeakyRelu": "a spike count is never negative", "PRelu": "a spike count is never negative", "ThresholdedRelu": "",
+}
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+# Graph ops that act on each value alone, so they read a reshaped tensor as its graph node (Importer.reshaped)
+ELEMENTWISE_OPS = (ScalarOp, ChannelAffine, Add, Identity, nir.Scale)
 
 
 class _Unsupported(Exception):
@@ -75,6 +83,10 @@ class Importer:
         # the default exporter writes AdaptiveAvgPool2d((7, 7)) on a smaller map as Transpose, GatherND, Transpose,
         # ReduceMean, which replicates (or averages) positions (LinearView)
         self.linear_views: dict[str, LinearView] = {}
+        # ONNX tensor -> its per-sample shape where that differs from the shape of the graph node computing it: a
+        # reshape of a flat node ((C,) as (C, 1, 1) before a classifier written as a 1×1 conv, (K,) as (1, K)) or of a
+        # flattened map; the values and their order are the node's, only how later ops index them differs
+        self.reshaped: dict[str, tuple[int, ...]] = {}
         self.nodes: dict[str, Node] = {}
 
     # -- helpers used by converters -------------------------------------------------------------------
@@ -113,17 +125,25 @@ class Importer:
         return self.tensor[tensor]
 
     def shape(self, tensor: str) -> tuple[int, ...]:
+        """The per-sample shape of ONNX tensor `tensor` (after any reshape of the graph node holding it)."""
         if tensor in self.channel_views:
             source, channel_of = self.channel_views[tensor]
             return (*channel_of.shape, *self.shape(source)[1:])
+        return self.reshaped[tensor] if tensor in self.reshaped else self.graph_shape(tensor)
+
+    def graph_shape(self, tensor: str) -> tuple[int, ...]:
+        """The per-sample shape of the graph node computing ONNX tensor `tensor`."""
         source = self.data(tensor)
         return self.nodes[source].shape if source in self.nodes else self.input_shape
 
-    def add(self, onnx_node: onnx.NodeProto, op, inputs: list[str], shape=None, suffix: str = "") -> None:
-        """Add a graph node computing `onnx_node`'s output (a second node for the same output takes a suffix)."""
+    def add(self, onnx_node: onnx.NodeProto, op, inputs: list[str], shape=None, suffix: str = "",
+            reshaped_to: tuple[int, ...] | None = None) -> None:
+        """Add a graph node computing `onnx_node`'s output (a second node for the same output takes a suffix);
+        `reshaped_to`: the output's per-sample ONNX shape, from a converter that reads reshaped inputs itself."""
         base = _node_name(onnx_node.name, f"{onnx_node.op_type}_{len(self.nodes)}") + suffix
         name = _unique(base, self.nodes, self.input_name)
         sources = [self.data(t) for t in inputs]
+        reshaped_to = self._reshape_carried(op, inputs) if reshaped_to is None else reshaped_to
         if shape is None:
             try:
                 shape = infer_shape(op, [self.nodes[s].shape if s in self.nodes else self.input_shape for s in sources])
@@ -135,9 +155,32 @@ class Importer:
             raise _Unsupported("has NaN or infinite weights; check the trained model (e.g. for a diverged training run)")
         self.nodes[name] = Node(name, op, sources, tuple(int(d) for d in shape), onnx_node.name, onnx_node.output[0])
         self.tensor[onnx_node.output[0]] = name
+        self.reshaped.pop(onnx_node.output[0], None)
+        if reshaped_to is not None and tuple(reshaped_to) != self.nodes[name].shape:
+            self.reshaped[onnx_node.output[0]] = tuple(reshaped_to)
 
-    def alias(self, onnx_node: onnx.NodeProto, tensor: str) -> None:
+    def _reshape_carried(self, op, inputs: list[str]) -> tuple[int, ...] | None:
+        """The per-sample ONNX shape of an elementwise op's output where its inputs are reshaped (the same for all);
+        refuses a reshaped input to any other op, which would read it in the graph node's shape."""
+        reshaped = [t for t in inputs if t in self.reshaped]
+        if not reshaped:
+            return None
+        if not isinstance(op, ELEMENTWISE_OPS):
+            raise _Unsupported(f"input '{reshaped[0]}' is a flat tensor reshaped to {self.reshaped[reshaped[0]]} per "
+                               "sample; snnc reads such a reshape only in elementwise ops, a MatMul, a Conv on a 1×1 "
+                               "map or a reshape; flatten it before this op")
+        if len({self.shape(t) for t in inputs}) > 1:
+            raise _Unsupported(f"broadcasts inputs of per-sample shapes {[self.shape(t) for t in inputs]}; snnc needs "
+                               "one shape here")
+        return self.reshaped[reshaped[0]]
+
+    def alias(self, onnx_node: onnx.NodeProto, tensor: str, reshaped_to: tuple[int, ...] | None = None) -> None:
+        """The output is `tensor`'s graph node, reshaped to `reshaped_to` per sample (by default as `tensor` is)."""
         self.tensor[onnx_node.output[0]] = self.data(tensor)
+        shape = self.shape(tensor) if reshaped_to is None else tuple(reshaped_to)
+        self.reshaped.pop(onnx_node.output[0], None)
+        if shape != self.graph_shape(tensor):
+            self.reshaped[onnx_node.output[0]] = shape
 
     # -- the walk ----------------------------------------------------------------------------------------
     def run(self, model: onnx.ModelProto) -> AnnGraph:
@@ -164,9 +207,10 @@ class Importer:
         convert = SUPPORTED_OPS.get(onnx_node.op_type)
         if convert is None:
             if onnx_node.op_type in NO_SPIKING_EQUIVALENT:
+                hint = NO_SPIKING_EQUIVALENT[onnx_node.op_type]
                 raise SnncError(
-                    f"{where} has no spiking equivalent (a rate-coded neuron computes ReLU-like functions only); "
-                    f"replace it with ReLU (or a clipped ReLU) and retrain; {_supported_hint()}"
+                    f"{where} has no spiking equivalent (a rate-coded neuron computes ReLU-like functions only"
+                    f"{'; ' + hint if hint else ''}); replace it with ReLU (or a clipped ReLU) and retrain; {_supported_hint()}"
                 )
             raise SnncError(f"{where} is not supported; {_supported_hint()}")
         try:
@@ -249,6 +293,86 @@ def _gather_nd(imp: Importer, node, attrs):
     imp.linear_views[node.output[0]] = LinearView(view.source, gathered, view.batch_axis - depth + indices.ndim - 1)
 
 
+def _gather(imp: Importer, node, attrs):
+    """With constant indices along an axis of a linear view (the default exporter's AdaptiveAvgPool2d with
+    overlapping bins picks each bin's taps so): exact, folded into the following Gemm's weights."""
+    view = imp.linear_views.get(node.input[0])
+    if view is None:
+        imp.data(node.input[0])
+        raise _Unsupported("a Gather of data is supported only on positions of a feature map gathered for a flatten "
+                           "and a Gemm (the default exporter's AdaptiveAvgPool2d)")
+    indices = np.asarray(imp.const_ints(node, 1), np.int64).reshape(imp.const(node, 1).shape)
+    axis = view.axes([attrs.get("axis", 0)], "gathers along")[0]
+    if np.any(indices >= view.coefficients.shape[axis]) or np.any(indices < -view.coefficients.shape[axis]):
+        raise _Unsupported(f"an index is out of range for axis {axis} of size {view.coefficients.shape[axis]}")
+    gathered = np.take(view.coefficients, indices, axis=axis)
+    _check_linear_view_size(gathered.size)
+    batch_axis = view.batch_axis + (indices.ndim - 1 if view.batch_axis > axis else 0)
+    imp.linear_views[node.output[0]] = LinearView(view.source, gathered, batch_axis)
+
+
+def _lifted(view: LinearView, rank: int) -> tuple[np.ndarray, int]:
+    """The view's coefficients with leading axes of size 1 up to `rank` tensor axes (as broadcasting adds them), and
+    the batch axis then."""
+    return view.coefficients.reshape((1,) * (rank - view.rank) + view.coefficients.shape), view.batch_axis + rank - view.rank
+
+
+def _aligned(view: LinearView, *constants: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """The view's coefficients and the constants with as many axes as the broadcast of the tensor and the constants,
+    then the axis of the source's elements; and the batch axis. Refuses constants that vary along the batch."""
+    rank = max(view.rank, *(c.ndim for c in constants))
+    coefficients, batch_axis = _lifted(view, rank)
+    expanded = [np.asarray(c).reshape((1,) * (rank - c.ndim) + c.shape + (1,)) for c in constants]
+    if any(c.shape[batch_axis] != 1 for c in expanded):
+        raise _Unsupported("a constant varies along the batch axis of a gathered feature map")
+    return coefficients, expanded, batch_axis
+
+
+def _where(imp: Importer, node, attrs):
+    """Choosing, by a constant condition, between a linear view and zeros (the default exporter masks the unused
+    taps of AdaptiveAvgPool2d's overlapping bins so): exact, folded into the following Gemm's weights."""
+    condition, first, second = node.input
+    views = [t for t in (first, second) if t in imp.linear_views]
+    if len(views) != 1 or not imp.is_const(condition):
+        raise _Unsupported("a Where is supported only choosing by a constant condition between zeros and positions of "
+                           "a feature map gathered for a flatten and a Gemm (the default exporter's AdaptiveAvgPool2d)")
+    zeros = imp.const(node, 2 if views[0] == first else 1)
+    if np.any(zeros):
+        raise _Unsupported("a Where chooses between a gathered feature map and constants other than 0; snnc folds "
+                           "only the masking of AdaptiveAvgPool2d's taps")
+    coefficients, (chosen, zeros), batch_axis = _aligned(imp.linear_views[views[0]], imp.const(node, 0).astype(bool),
+                                                          zeros.astype(np.float32))
+    result = np.where(chosen, coefficients, zeros) if views[0] == first else np.where(chosen, zeros, coefficients)
+    _check_linear_view_size(result.size)
+    imp.linear_views[node.output[0]] = LinearView(imp.linear_views[views[0]].source, result, batch_axis)
+
+
+def _binary_linear_view(imp: Importer, node) -> None:
+    """The sum of two linear views of one feature map, or one scaled by a constant (Mul, Div): the default exporter
+    sums and averages AdaptiveAvgPool2d's overlapping bins so; exact, folded into the following Gemm's weights."""
+    a, b = node.input
+    if a in imp.linear_views and b in imp.linear_views:
+        first, second = imp.linear_views[a], imp.linear_views[b]
+        if node.op_type != "Add" or first.source != second.source:
+            raise _Unsupported(f"{node.op_type} of two gathered feature maps; snnc folds only the Add of two of one map")
+        rank = max(first.rank, second.rank)
+        (coefficients, batch_axis), (other, other_batch_axis) = _lifted(first, rank), _lifted(second, rank)
+        if batch_axis != other_batch_axis:
+            raise _Unsupported("adds two gathered feature maps whose batch axes differ")
+        result = coefficients + other
+    else:
+        view_input, constant_index = (a, 1) if a in imp.linear_views else (b, 0)
+        constant = imp.const(node, constant_index).astype(np.float64)
+        if node.op_type not in ("Mul", "Div") or (node.op_type, constant_index) == ("Div", 0):
+            raise _Unsupported(f"{node.op_type} of a gathered feature map and a constant; snnc folds only scaling "
+                               "(Mul, Div by a constant) into the following Gemm")
+        coefficients, (factor,), batch_axis = _aligned(imp.linear_views[view_input], constant)
+        result = coefficients * factor if node.op_type == "Mul" else coefficients / factor
+        first = imp.linear_views[view_input]
+    _check_linear_view_size(result.size)
+    imp.linear_views[node.output[0]] = LinearView(first.source, result.astype(np.float32), batch_axis)
+
+
 def _transpose_linear_view(imp: Importer, node, perm: list[int]) -> None:
     view = imp.linear_views[node.input[0]]
     if sorted(perm) != list(range(view.rank)):
@@ -281,7 +405,9 @@ def _linear_view_matrix(imp: Importer, node) -> tuple[str, np.ndarray] | None:
         return None
     if view.batch_axis != 0 or view.rank != 2:
         raise _Unsupported("its data input is a gathered feature map that is not flattened to (batch, features)")
-    source = imp.shape(view.source)
+    source = imp.graph_shape(view.source)
+    if len(source) == 1:  # already flat, its values in the order the coefficients count them
+        return view.source, view.coefficients[0]
     imp.add(node, nir.Flatten(input_type={"input": np.array(source)}, start_dim=0, end_dim=-1), [view.source],
             suffix=".flatten")
     return node.output[0], view.coefficients[0]
@@ -387,7 +513,8 @@ def _symmetric_window(weight: np.ndarray, pads, dilations) -> tuple[np.ndarray, 
 
 
 def _conv(imp: Importer, node, attrs):
-    """2-D only; stride, dilation, groups; pads or auto_pad (asymmetric ones as zero taps); constant weights."""
+    """2-D only; stride, dilation, groups; pads or auto_pad (asymmetric ones as zero taps); constant weights; on a
+    flat tensor reshaped to (C, 1, 1) (a classifier written as a 1×1 conv) an Affine."""
     weight = imp.const(node, 1).astype(np.float32)
     shape = imp.shape(node.input[0])
     if weight.ndim != 4 or len(shape) != 3:
@@ -397,6 +524,10 @@ def _conv(imp: Importer, node, attrs):
         raise _Unsupported(f"its bias has shape {bias.shape} for {weight.shape[0]} output channels")
     strides = tuple(attrs.get("strides", (1, 1)))
     dilations = tuple(attrs.get("dilations", (1, 1)))
+    if node.input[0] in imp.reshaped:
+        _conv_of_a_point(imp, node, weight, bias, _pads(attrs, shape[1:], weight.shape[2:], strides, dilations),
+                         strides, dilations, int(attrs.get("group", 1)))
+        return
     weight, pads = _symmetric_window(weight, _pads(attrs, shape[1:], weight.shape[2:], strides, dilations), dilations)
     op = nir.Conv2d(
         input_shape=shape[1:], weight=weight, stride=strides, padding=pads, dilation=dilations,
@@ -405,10 +536,44 @@ def _conv(imp: Importer, node, attrs):
     imp.add(node, op, [node.input[0]])
 
 
+def _conv_of_a_point(imp: Importer, node, weight, bias, pads, strides, dilations, groups: int) -> None:
+    """A Conv of a flat tensor reshaped to (C, 1, 1): each output position sees at most one tap (the one on the
+    single input position, the others on padding), so the conv is an Affine from (C,) to (O·H'·W',) (exact)."""
+    channels = imp.shape(node.input[0])
+    if channels[1:] != (1, 1):
+        raise _Unsupported(f"convolves a flat tensor reshaped to {channels}; snnc reads such a reshape as a feature "
+                           "map only when it is 1×1; reshape before the last linear layer that makes it flat")
+    if weight.shape[1] * groups != channels[0]:
+        raise _Unsupported(f"its weight takes {weight.shape[1] * groups} channels, its input has {channels[0]}")
+    kernel = weight.shape[2:]
+    out_hw = [(1 + before + after - d * (k - 1) - 1) // s + 1
+              for before, after, k, s, d in zip(pads[:2], pads[2:], kernel, strides, dilations)]
+    outputs, inputs_per_group = weight.shape[0], weight.shape[1]
+    outputs_per_group = outputs // groups
+    matrix = np.zeros((outputs, *out_hw, channels[0]), np.float32)
+    for position in np.ndindex(*out_hw):
+        # the tap on the input position: p·stride - pad_before + tap·dilation = 0
+        offsets = [before - p * s for p, s, before in zip(position, strides, pads[:2])]
+        if any(o % d or not 0 <= o // d < k for o, d, k in zip(offsets, dilations, kernel)):
+            continue
+        tap = tuple(o // d for o, d in zip(offsets, dilations))
+        for g in range(groups):
+            rows, columns = slice(g * outputs_per_group, (g + 1) * outputs_per_group), slice(g * inputs_per_group, (g + 1) * inputs_per_group)
+            matrix[rows, position[0], position[1], columns] = weight[rows, :, tap[0], tap[1]]
+    shape = (outputs, *out_hw)
+    affine = nir.Affine(weight=matrix.reshape(-1, channels[0]),
+                        bias=np.ascontiguousarray(np.broadcast_to(bias[:, None, None], shape).reshape(-1)))
+    imp.add(node, affine, [node.input[0]], reshaped_to=shape)
+
+
 def _gemm(imp: Importer, node, attrs):
-    """transB, alpha, beta; transA=0; constant B and C."""
+    """transB, alpha, beta; transA=0 (transA=1 would contract over the batch); constant B and C."""
     if attrs.get("transA", 0):
-        raise _Unsupported("transA=1 is not supported; the data input must be (batch, features)")
+        raise _Unsupported("transA=1 multiplies over the batch axis of the data, which mixes samples; the data must "
+                           "be a (batch, features) input A with transA=0")
+    if imp.is_const(node.input[0]):
+        raise _Unsupported("the data is its B input, which Gemm multiplies over its batch axis (mixing samples); the "
+                           "data must be the (batch, features) input A")
     b = imp.const(node, 1).astype(np.float32)
     b = b.T if attrs.get("transB", 0) else b
     weight = (attrs.get("alpha", 1.0) * b).T
@@ -418,7 +583,8 @@ def _gemm(imp: Importer, node, attrs):
         raise _Unsupported(f"the bias C of shape {c.shape} does not fit the {weight.shape[0]} outputs")
     bias = np.broadcast_to(attrs.get("beta", 1.0) * c, (weight.shape[0],))
     data, weight = _on_linear_view(imp, node, weight)
-    imp.add(node, nir.Affine(weight=np.ascontiguousarray(weight, np.float32), bias=bias.astype(np.float32)), [data])
+    imp.add(node, nir.Affine(weight=np.ascontiguousarray(weight, np.float32), bias=bias.astype(np.float32)), [data],
+            reshaped_to=(weight.shape[0],))
 
 
 def _on_linear_view(imp: Importer, node, weight: np.ndarray) -> tuple[str, np.ndarray]:
@@ -433,17 +599,52 @@ def _on_linear_view(imp: Importer, node, weight: np.ndarray) -> tuple[str, np.nd
 
 
 def _matmul(imp: Importer, node, attrs):
-    """(batch, features) @ constant (features, out); a following bias Add is folded in."""
+    """(batch, features) @ constant (features, out); with more axes, data (batch, ..., K) @ constant (K, M) or
+    constant (M, K) @ data (batch, ..., K, S), a linear map of each sample (an Affine on it flattened, exact);
+    a following bias Add is folded in."""
     if imp.is_const(node.input[0]):
-        raise _Unsupported("a constant left operand is not supported; the data must be the left operand")
+        _batched_matmul(imp, node, data_index=1)
+        return
     weight = imp.const(node, 1).astype(np.float32)
     if node.input[0] in imp.linear_views:
         data, folded = _on_linear_view(imp, node, weight.T)
-        imp.add(node, nir.Affine(weight=np.ascontiguousarray(folded), bias=np.zeros(weight.shape[1], np.float32)), [data])
+        imp.add(node, nir.Affine(weight=np.ascontiguousarray(folded), bias=np.zeros(weight.shape[1], np.float32)), [data],
+                reshaped_to=(weight.shape[1],))
         return
     if weight.ndim != 2 or len(imp.shape(node.input[0])) != 1:
-        raise _Unsupported("only (batch, features) @ (features, out) products are supported")
+        _batched_matmul(imp, node, data_index=0)
+        return
     imp.add(node, nir.Affine(weight=np.ascontiguousarray(weight.T), bias=np.zeros(weight.shape[1], np.float32)), [node.input[0]])
+
+
+def _batched_matmul(imp: Importer, node, data_index: int) -> None:
+    """A MatMul whose data has more than one axis per sample, or is the right operand: the per-sample map is found
+    by multiplying the basis of the sample's values (numpy's matmul broadcasts like ONNX's), then one Affine."""
+    data = node.input[data_index]
+    constant = imp.const(node, 1 - data_index).astype(np.float64)
+    shape = imp.shape(data)
+    rank = len(shape) + 1
+    if constant.ndim > rank or (constant.ndim == rank and constant.shape[0] != 1) or (data_index == 1 and rank == 2):
+        raise _Unsupported(f"multiplies a constant of shape {constant.shape} with data of shape (batch, "
+                           f"{', '.join(map(str, shape))}) over or along the batch axis, which mixes samples")
+    values = int(np.prod(shape))
+    basis = np.eye(values).reshape(values, *shape)
+    try:
+        images = basis @ constant if data_index == 0 else constant @ basis
+    except ValueError as err:  # shapes numpy's matmul (as ONNX's) cannot multiply
+        raise _Unsupported(f"cannot multiply shapes {(1, *shape)} and {constant.shape} ({err})")
+    out_shape = images.shape[1:]
+    if values * int(np.prod(out_shape)) > LINEAR_VIEW_LIMIT:
+        raise _Unsupported(f"as one Affine on the flattened sample it would need {values * int(np.prod(out_shape))} "
+                           f"weights, more than {LINEAR_VIEW_LIMIT}; flatten the data and use a Gemm")
+    flat = data
+    if len(imp.graph_shape(data)) > 1:  # a feature map: flattened first, the Affine reads its values in that order
+        stored = imp.graph_shape(data)
+        imp.add(node, nir.Flatten(input_type={"input": np.array(stored)}, start_dim=0, end_dim=-1), [data],
+                suffix=".flatten", reshaped_to=shape)
+        flat = node.output[0]
+    weight = np.ascontiguousarray(images.reshape(values, -1).T, np.float32)
+    imp.add(node, nir.Affine(weight=weight, bias=np.zeros(weight.shape[0], np.float32)), [flat], reshaped_to=out_shape)
 
 
 def _batchnorm(imp: Importer, node, attrs):
@@ -582,18 +783,19 @@ def _reduce(imp: Importer, node, attrs):
 
 
 def _reshape_to(imp: Importer, node, target: tuple[int, ...]) -> None:
-    """A reshape that keeps the batch: a no-op, a flatten to one dimension, or a step of a channel shuffle
-    (`_channel_shuffle_step`); anything else is refused."""
+    """A reshape that keeps the batch: a step of a channel shuffle (`_channel_shuffle_step`), a no-op, a flatten,
+    or any other per-sample shape of the same values, kept on the flat graph node (`Importer.reshaped`)."""
     if _channel_shuffle_step(imp, node, target):
         return
-    source = imp.shape(node.input[0])
-    if target == source:
-        imp.alias(node, node.input[0])
-    elif target == (int(np.prod(source)),):
-        input_type = {"input": np.array(source)}
-        imp.add(node, nir.Flatten(input_type=input_type, start_dim=0, end_dim=-1), [node.input[0]])
-    else:
-        raise _Unsupported(f"reshaping {source} to {target} per sample is not supported; only flattening is")
+    source, stored = imp.shape(node.input[0]), imp.graph_shape(node.input[0])
+    if int(np.prod(target)) != int(np.prod(source)):
+        raise _Unsupported(f"reshapes {int(np.prod(source))} values per sample {source} to {target}, which would move "
+                           "values between samples; keep the batch as the first axis")
+    if len(stored) == 1 or target == stored:
+        imp.alias(node, node.input[0], reshaped_to=target)
+        return
+    input_type = {"input": np.array(stored)}
+    imp.add(node, nir.Flatten(input_type=input_type, start_dim=0, end_dim=-1), [node.input[0]], reshaped_to=target)
 
 
 def _channel_shuffle_step(imp: Importer, node, target: tuple[int, ...]) -> bool:
@@ -615,7 +817,8 @@ def _channel_shuffle_step(imp: Importer, node, target: tuple[int, ...]) -> bool:
                                      groups=1, bias=np.zeros(channel_of.size, np.float32)), [source])
         return True
     source = imp.shape(node.input[0])
-    if len(source) == 3 and len(target) > 3 and tuple(target[-2:]) == source[1:] and int(np.prod(target[:-2])) == source[0]:
+    if (len(source) == 3 and len(target) > 3 and tuple(target[-2:]) == source[1:] and int(np.prod(target[:-2])) == source[0]
+            and node.input[0] not in imp.reshaped):
         imp.data(node.input[0])  # the split tensor must be data
         imp.channel_views[node.output[0]] = (node.input[0], np.arange(source[0]).reshape(target[:-2]))
         return True
@@ -707,7 +910,7 @@ def _sum(imp: Importer, node, attrs):
         return
     imp.add(node, Add(), list(node.input))
     if node.op_type == "Mean":
-        channels = imp.shape(node.output[0])[0]
+        channels = imp.graph_shape(node.output[0])[0]
         scale = np.full(channels, 1.0 / len(node.input), np.float32)
         imp.add(node, ChannelAffine(scale, np.zeros(channels, np.float32)), [node.output[0]], suffix=".mean")
 
@@ -715,6 +918,9 @@ def _sum(imp: Importer, node, attrs):
 def _binary(imp: Importer, node, attrs):
     """Add of two tensors is a residual merge; with a scalar constant it is part of an activation; with a per-channel constant it is folded into the layer before."""
     a, b = node.input
+    if a in imp.linear_views or b in imp.linear_views:
+        _binary_linear_view(imp, node)
+        return
     if not imp.is_const(a) and not imp.is_const(b):
         if node.op_type == "Add":
             imp.add(node, Add(), [a, b])
@@ -727,8 +933,13 @@ def _binary(imp: Importer, node, attrs):
         operands = (None, float(value.reshape(()))) if const_index == 1 else (float(value.reshape(())), None)
         imp.add(node, ScalarOp(node.op_type, operands), [tensor])
         return
-    shape = imp.shape(tensor)
-    per_channel = _per_channel(value, shape)
+    shape, stored = imp.shape(tensor), imp.graph_shape(tensor)
+    if shape != stored:  # a reshaped flat tensor: the constant's value for each of its values, in their order
+        try:
+            value = np.broadcast_to(value, (1, *shape)).reshape(stored)
+        except ValueError:
+            raise _Unsupported(f"a constant of shape {value.shape} that does not broadcast to the data's {shape}")
+    per_channel = _per_channel(value, stored)
     if per_channel is None:
         raise _Unsupported(f"a constant of shape {value.shape} that is not per channel for data of shape {shape}")
     ones, zeros = np.ones_like(per_channel), np.zeros_like(per_channel)
@@ -781,8 +992,24 @@ def _identity(reason: str):
     def convert(imp: Importer, node, attrs):
         imp.add(node, Identity(reason), [node.input[0]])
 
-    convert.__doc__ = f"Removed ({reason})." if "Softmax" not in reason else f"Removed when it produces the model output ({reason.split()[0]} keeps the argmax); refused inside the network."
+    convert.__doc__ = f"Removed ({reason})."
     return convert
+
+
+def _softmax(imp: Importer, node, attrs):
+    """Removed when it produces the model output, or only reshapes follow it there, and normalises all of a
+    sample's values together (it keeps their argmax); refused inside the network."""
+    shape = imp.shape(node.input[0])
+    rank = len(shape) + 1
+    # before opset 13 it normalises the axes from `axis` (default 1) on together, from opset 13 one axis (default -1)
+    if imp.opsets.get("", imp.opsets.get("ai.onnx", UPGRADE_TO)) < 13:
+        axes = list(range(int(attrs.get("axis", 1)) % rank, rank))
+    else:
+        axes = [int(attrs.get("axis", -1)) % rank]
+    if 0 in axes or any(shape[a - 1] != 1 for a in range(1, rank) if a not in axes):
+        raise _Unsupported(f"normalises axes {axes} of a (batch, {', '.join(map(str, shape))}) tensor, not all values of "
+                           "a sample together, so dropping it would change the argmax; end the model before it")
+    imp.add(node, Identity(f"{node.op_type} at the output"), [node.input[0]])
 
 
 def _cast(imp: Importer, node, attrs):
@@ -814,6 +1041,8 @@ SUPPORTED_OPS = {
     "Reshape": _reshape,
     "Transpose": _transpose,
     "GatherND": _gather_nd,
+    "Gather": _gather,
+    "Where": _where,
     "Squeeze": _squeeze_like,
     "Unsqueeze": _squeeze_like,
     "Concat": _concat,
@@ -833,8 +1062,8 @@ SUPPORTED_OPS = {
     "Min": _scalar_unary,
     "Dropout": _identity("Dropout (inference)"),
     "Identity": _identity("Identity"),
-    "Softmax": _identity("Softmax at the output"),
-    "LogSoftmax": _identity("LogSoftmax at the output"),
+    "Softmax": _softmax,
+    "LogSoftmax": _softmax,
     "Cast": _cast,
     "Shape": _shape,
 }
