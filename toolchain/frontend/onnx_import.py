@@ -328,6 +328,16 @@ def _aligned(view: LinearView, *constants: np.ndarray) -> tuple[np.ndarray, list
     return coefficients, expanded, batch_axis
 
 
+def _check_broadcast(*shapes: tuple[int, ...]) -> None:
+    """Refuses coefficients and constants (each with the axis of the source's elements last) that do not broadcast
+    together, or whose broadcast is too large for a linear view."""
+    try:
+        shape = np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise _Unsupported(f"operands of shapes {[s[:-1] for s in shapes]} do not broadcast together")
+    _check_linear_view_size(math.prod(shape))
+
+
 def _where(imp: Importer, node, attrs):
     """Choosing, by a constant condition, between a linear view and zeros (the default exporter masks the unused
     taps of AdaptiveAvgPool2d's overlapping bins so): exact, folded into the following Gemm's weights."""
@@ -342,8 +352,8 @@ def _where(imp: Importer, node, attrs):
                            "only the masking of AdaptiveAvgPool2d's taps")
     coefficients, (chosen, zeros), batch_axis = _aligned(imp.linear_views[views[0]], imp.const(node, 0).astype(bool),
                                                           zeros.astype(np.float32))
+    _check_broadcast(chosen.shape, coefficients.shape, zeros.shape)
     result = np.where(chosen, coefficients, zeros) if views[0] == first else np.where(chosen, zeros, coefficients)
-    _check_linear_view_size(result.size)
     imp.linear_views[node.output[0]] = LinearView(imp.linear_views[views[0]].source, result, batch_axis)
 
 
@@ -359,6 +369,7 @@ def _binary_linear_view(imp: Importer, node) -> None:
         (coefficients, batch_axis), (other, other_batch_axis) = _lifted(first, rank), _lifted(second, rank)
         if batch_axis != other_batch_axis:
             raise _Unsupported("adds two gathered feature maps whose batch axes differ")
+        _check_broadcast(coefficients.shape, other.shape)
         result = coefficients + other
     else:
         view_input, constant_index = (a, 1) if a in imp.linear_views else (b, 0)
@@ -367,9 +378,9 @@ def _binary_linear_view(imp: Importer, node) -> None:
             raise _Unsupported(f"{node.op_type} of a gathered feature map and a constant; snnc folds only scaling "
                                "(Mul, Div by a constant) into the following Gemm")
         coefficients, (factor,), batch_axis = _aligned(imp.linear_views[view_input], constant)
+        _check_broadcast(coefficients.shape, factor.shape)
         result = coefficients * factor if node.op_type == "Mul" else coefficients / factor
         first = imp.linear_views[view_input]
-    _check_linear_view_size(result.size)
     imp.linear_views[node.output[0]] = LinearView(first.source, result.astype(np.float32), batch_axis)
 
 
@@ -543,8 +554,10 @@ def _conv_of_a_point(imp: Importer, node, weight, bias, pads, strides, dilations
     if channels[1:] != (1, 1):
         raise _Unsupported(f"convolves a flat tensor reshaped to {channels}; snnc reads such a reshape as a feature "
                            "map only when it is 1×1; reshape before the last linear layer that makes it flat")
-    if weight.shape[1] * groups != channels[0]:
-        raise _Unsupported(f"its weight takes {weight.shape[1] * groups} channels, its input has {channels[0]}")
+    if groups < 1 or weight.shape[1] * groups != channels[0] or weight.shape[0] % groups:
+        raise _Unsupported(f"its weight of shape {weight.shape} in {groups} groups does not fit {channels[0]} input channels")
+    if len(strides) != 2 or len(dilations) != 2 or min(*strides, *dilations) < 1:
+        raise _Unsupported(f"strides {list(strides)} and dilations {list(dilations)} must be two positive numbers each")
     kernel = weight.shape[2:]
     out_hw = [(1 + before + after - d * (k - 1) - 1) // s + 1
               for before, after, k, s, d in zip(pads[:2], pads[2:], kernel, strides, dilations)]
@@ -627,16 +640,18 @@ def _batched_matmul(imp: Importer, node, data_index: int) -> None:
     if constant.ndim > rank or (constant.ndim == rank and constant.shape[0] != 1) or (data_index == 1 and rank == 2):
         raise _Unsupported(f"multiplies a constant of shape {constant.shape} with data of shape (batch, "
                            f"{', '.join(map(str, shape))}) over or along the batch axis, which mixes samples")
-    values = int(np.prod(shape))
-    basis = np.eye(values).reshape(values, *shape)
-    try:
-        images = basis @ constant if data_index == 0 else constant @ basis
-    except ValueError as err:  # shapes numpy's matmul (as ONNX's) cannot multiply
-        raise _Unsupported(f"cannot multiply shapes {(1, *shape)} and {constant.shape} ({err})")
-    out_shape = images.shape[1:]
-    if values * int(np.prod(out_shape)) > LINEAR_VIEW_LIMIT:
-        raise _Unsupported(f"as one Affine on the flattened sample it would need {values * int(np.prod(out_shape))} "
+    def product(data_values: np.ndarray) -> np.ndarray:
+        try:
+            return data_values @ constant if data_index == 0 else constant @ data_values
+        except ValueError as err:  # shapes numpy's matmul (as ONNX's) cannot multiply
+            raise _Unsupported(f"cannot multiply shapes {(1, *shape)} and {constant.shape} ({err})")
+
+    values = math.prod(shape)
+    out_shape = product(np.zeros((1, *shape))).shape[1:]
+    if values * math.prod(out_shape) > LINEAR_VIEW_LIMIT:
+        raise _Unsupported(f"as one Affine on the flattened sample it would need {values * math.prod(out_shape)} "
                            f"weights, more than {LINEAR_VIEW_LIMIT}; flatten the data and use a Gemm")
+    images = product(np.eye(values).reshape(values, *shape))
     flat = data
     if len(imp.graph_shape(data)) > 1:  # a feature map: flattened first, the Affine reads its values in that order
         stored = imp.graph_shape(data)
@@ -788,7 +803,7 @@ def _reshape_to(imp: Importer, node, target: tuple[int, ...]) -> None:
     if _channel_shuffle_step(imp, node, target):
         return
     source, stored = imp.shape(node.input[0]), imp.graph_shape(node.input[0])
-    if int(np.prod(target)) != int(np.prod(source)):
+    if min(target, default=1) < 1 or math.prod(target) != math.prod(source):
         raise _Unsupported(f"reshapes {int(np.prod(source))} values per sample {source} to {target}, which would move "
                            "values between samples; keep the batch as the first axis")
     if len(stored) == 1 or target == stored:
@@ -879,17 +894,27 @@ def _reshape(imp: Importer, node, attrs):
 
 
 def _squeeze_like(imp: Importer, node, attrs):
-    """Where the result is a flatten or a no-op (e.g. after GlobalAveragePool)."""
+    """Axes of size 1 after the batch dropped or added: a flatten, a no-op or a reshape (e.g. (C,) to (C, 1, 1)
+    before a classifier written as a 1×1 conv, and back)."""
     source = imp.shape(node.input[0])
     axes = attrs.get("axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
         axes = imp.const_ints(node, 1)
+    rank = len(source) + 1 + (len(axes or ()) if node.op_type == "Unsqueeze" else 0)
+    if any(not -rank <= int(a) < rank for a in axes or ()):
+        raise _Unsupported(f"axes {list(axes)} are out of range for {rank} axes")
     if node.op_type == "Squeeze":
-        drop = {a - 1 if a > 0 else len(source) + 1 + a - 1 for a in axes} if axes else {i for i, d in enumerate(source) if d == 1}
-        target = tuple(d for i, d in enumerate(source) if i not in drop)
+        drop = {int(a) % rank for a in axes} if axes else {i + 1 for i, d in enumerate(source) if d == 1}
+        if 0 in drop or any(source[a - 1] != 1 for a in drop):
+            raise _Unsupported(f"drops axes {sorted(drop)} of a (batch, {', '.join(map(str, source))}) tensor; only "
+                               "axes of size 1 after the batch can be dropped")
+        target = tuple(d for i, d in enumerate(source) if i + 1 not in drop)
     else:
+        added = sorted(int(a) % rank for a in axes)
+        if 0 in added or len(set(added)) != len(added):
+            raise _Unsupported(f"adds axes {added}; snnc keeps the batch as the first axis")
         target = list(source)
-        for a in sorted(a if a >= 0 else len(source) + 1 + len(axes) + a for a in axes):
+        for a in added:
             target.insert(a - 1, 1)
         target = tuple(target)
     _reshape_to(imp, node, target)
