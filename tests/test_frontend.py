@@ -290,7 +290,7 @@ def test_model_zoo_light_models_agree_with_onnxruntime(path):
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-4 * np.abs(reference).max())
 
 
-@pytest.mark.parametrize("op", ["Sigmoid", "Tanh", "Gelu"])
+@pytest.mark.parametrize("op", ["Sigmoid", "Tanh", "Gelu", "HardSwish", "LeakyRelu", "Mish"])
 def test_ops_without_a_spiking_equivalent_are_one_line_errors(tmp_path, op):
     path = tmp_path / "m.onnx"
     onnx.save(model([helper.make_node(op, ["x"], ["y"], name="act")], (4,), (4,), opset=20), str(path))
@@ -337,12 +337,14 @@ def test_flatten_that_mixes_the_batch_is_one_line(tmp_path):
         import_onnx(path)
 
 
-# (map side, pooled side): the 1×1 map is VGG's on a 32×32 input; 2→4 has two copies per bin, 2→3 overlapping
-# bins (which the exporter writes with Where, not supported yet)
-@pytest.mark.parametrize("side,pooled", [(1, 7), (1, 3), (2, 4)])
+# (map side, pooled side): the 1×1 map is VGG's on a 32×32 input; 2→4 has two copies per bin; 2→3, 5→3 and
+# 10→7 have bins of different sizes that overlap (which the legacy exporter cannot export)
+@pytest.mark.parametrize("side,pooled", [(1, 7), (1, 3), (2, 4), (2, 3), (5, 3), (10, 7)])
 def test_adaptive_average_pool_to_a_larger_map_folds_into_the_gemm(tmp_path, side, pooled):
     """The default exporter writes AdaptiveAvgPool2d from a smaller map as Transpose, GatherND, Transpose,
-    ReduceMean: a linear function of the map, which the following Gemm takes in its weights (exact)."""
+    ReduceMean, and with overlapping bins as Transpose, GatherND, Transpose, Where (masking each bin's unused taps),
+    Gathers of each tap, Adds and a Div by the bin sizes: a linear function of the map, which the following Gemm
+    takes in its weights (exact)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d((pooled, pooled)),
                               torch.nn.Flatten(), torch.nn.Linear(3 * pooled * pooled, 4)).eval()
@@ -361,4 +363,136 @@ def test_transpose_of_a_feature_map_not_ending_in_a_gemm_is_one_line(tmp_path):
     onnx.save(model(nodes, (3, 4, 4), (4, 4, 3), opset=13), str(path))
     with pytest.raises(SnncError, match=r"node 'relu_after' \(Relu\).*folds that only into a following Gemm") as err:
         import_onnx(path)
+    assert "\n" not in str(err.value)
+
+
+def test_silu_is_named_in_the_sigmoid_error(tmp_path):
+    """Both exporters write torch's SiLU as Sigmoid then Mul; the error says so."""
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.SiLU(), torch.nn.Linear(4, 2)).eval()
+    path = tmp_path / "silu.onnx"
+    torch.onnx.export(net, (torch.rand(2, 4),), str(path), dynamo=False)
+    with pytest.raises(SnncError, match=r"\(Sigmoid\) has no spiking equivalent.*SiLU is exported as Sigmoid") as err:
+        import_onnx(path)
+    assert "\n" not in str(err.value)
+
+
+class _Reshaping(torch.nn.Module):
+    """Layers used after reshapes that keep each sample's values, as `forward` (one entry of RESHAPING) does."""
+
+    def __init__(self, forward):
+        super().__init__()
+        torch.manual_seed(0)
+        self.hidden, self.conv, self.linear = torch.nn.Linear(6, 5), torch.nn.Conv2d(5, 3, 1), torch.nn.Linear(4, 3)
+        self.mix = torch.nn.Parameter(torch.randn(5, 3))
+        self.pattern = forward
+
+    def forward(self, x):
+        return self.pattern(self, x)
+
+
+# name: (per-sample input shape, forward)
+RESHAPING = {
+    "classifier as a 1×1 conv after view(N, C, 1, 1)": (
+        (6,), lambda m, x: torch.flatten(m.conv(torch.relu(m.hidden(x)).view(x.shape[0], 5, 1, 1)), 1)),
+    "classifier as a 1×1 conv between unsqueezes and squeezes": (
+        (6,), lambda m, x: m.conv(torch.relu(m.hidden(x)).unsqueeze(-1).unsqueeze(-1)).squeeze(-1).squeeze(-1)),
+    "nn.Linear on (N, 1, C)": ((4,), lambda m, x: torch.relu(m.linear(x.unsqueeze(1))).squeeze(1)),
+    "nn.Linear on the positions of each channel, (N, C, H·W)": ((3, 2, 2), lambda m, x: m.linear(x.flatten(2)).flatten(1)),
+    "constant @ (N, C, H·W), mixing channels": ((3, 2, 2), lambda m, x: torch.relu(m.mix @ x.flatten(2)).flatten(1)),
+}
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("pattern", RESHAPING.values(), ids=RESHAPING.keys())
+def test_reshapes_that_keep_each_sample_agree_with_onnxruntime(tmp_path, pattern, dynamo):
+    """Unsqueeze, Squeeze, Reshape and Flatten that only regroup a sample's values are kept on the flat graph node;
+    a Conv of a 1×1 view, a MatMul with more axes than (batch, features) and bias Adds read it so (exact)."""
+    shape, forward = pattern
+    path = tmp_path / "reshaping.onnx"
+    kwargs = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else {"dynamic_axes": {"x": {0: "b"}}}
+    torch.onnx.export(_Reshaping(forward).eval(), (torch.rand(2, *shape),), str(path), dynamo=dynamo, input_names=["x"], **kwargs)
+    graph = canonicalise(import_onnx(path))
+    x = rand(5, *shape, low=-2, high=2)
+    np.testing.assert_allclose(evaluate_ann(graph, x), _ort(path, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("conv", [
+    dict(kernel=1),
+    dict(kernel=3, pads=[1, 1, 1, 1]),  # a 1×1 output: the centre tap
+    dict(kernel=3, pads=[2, 1, 0, 2], strides=[2, 1], group=2),  # several output positions, some only padding
+    dict(kernel=2, pads=[1, 1, 1, 1], dilations=[2, 2]),
+])
+def test_conv_of_a_flat_tensor_reshaped_to_one_pixel(tmp_path, conv):
+    conv = dict(conv)
+    kernel, group = conv.pop("kernel"), conv.get("group", 1)
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], transB=1), helper.make_node("Reshape", ["h", "shape"], ["r"]),
+             helper.make_node("Conv", ["r", "w2", "b2"], ["y"], **conv)]
+    consts = {"w1": rand(4, 6, seed=1), "shape": np.array([-1, 4, 1, 1]), "w2": rand(6, 4 // group, kernel, kernel, seed=2),
+              "b2": rand(6, seed=3)}
+    _check(tmp_path, model(nodes, (6,), None, consts, opset=13), rand(3, 6))
+
+
+def test_per_feature_constants_on_a_reshaped_tensor(tmp_path):
+    """(N, C) → (N, 1, C), a per-feature Mul and Add (as after nn.Linear on 3-D data), ReLU, back to (N, C)."""
+    nodes = [helper.make_node("Unsqueeze", ["x", "axis"], ["u"]), helper.make_node("Mul", ["u", "scale"], ["m"]),
+             helper.make_node("Add", ["shift", "m"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Squeeze", ["r", "axis"], ["s"]), helper.make_node("Gemm", ["s", "w"], ["y"])]
+    consts = {"axis": np.array([1]), "scale": rand(6, seed=1), "shift": rand(1, 1, 6, seed=2), "w": rand(6, 3, seed=3)}
+    _check(tmp_path, model(nodes, (6,), (3,), consts, opset=13), rand(4, 6))
+
+
+@pytest.mark.parametrize("weight_shape", [(4, 5), (1, 4, 5)])
+def test_matmul_on_the_last_axis_of_a_feature_map(tmp_path, weight_shape):
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])]
+    _check(tmp_path, model(nodes, (2, 3, 4), (2, 3, 5), {"w": rand(*weight_shape, seed=1)}, opset=13), rand(3, 2, 3, 4))
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_output_softmax_followed_by_a_flatten_is_dropped(tmp_path, dynamo):
+    """Softmax over the channels of a pooled (C, 1, 1) map, then a flatten (SqueezeNet's ending written in torch):
+    snnc's logits give the file's probabilities."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Softmax(1), torch.nn.Flatten()).eval()
+    path = tmp_path / "softmax.onnx"
+    torch.onnx.export(net, (torch.rand(2, 2, 4, 4),), str(path), dynamo=dynamo)
+    graph = canonicalise(import_onnx(path))
+    x = rand(2, 2, 4, 4)
+    logits = evaluate_ann(graph, x)
+    np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), 1).numpy(), _ort(path, x), atol=1e-6)
+
+
+# name: (nodes, per-sample input shape, constants, opset, what the one-line error says)
+REFUSED = {
+    "Gemm with transA=1": ([helper.make_node("Gemm", ["x", "w"], ["y"], transA=1, name="n")], (4,), {"w": rand(4, 3)}, 13,
+                           r"'n' \(Gemm\).*transA=1.*mixes samples"),
+    "constant @ (batch, features)": ([helper.make_node("MatMul", ["w", "x"], ["y"], name="n")], (4,), {"w": rand(3, 4)}, 13,
+                                     r"'n' \(MatMul\).*mixes samples"),
+    "Conv of a flat tensor reshaped to a 2×2 map": (
+        [helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("Conv", ["r", "w"], ["y"], name="n")],
+        (8,), {"shape": np.array([-1, 2, 2, 2]), "w": rand(3, 2, 1, 1)}, 13, r"'n' \(Conv\).*reshaped to \(2, 2, 2\).*1×1"),
+    "pooling of a flat tensor reshaped to (C, 1, 1)": (
+        [helper.make_node("Unsqueeze", ["x", "axes"], ["u"]), helper.make_node("GlobalAveragePool", ["u"], ["y"], name="n")],
+        (4,), {"axes": np.array([2, 3])}, 13, r"'n' \(GlobalAveragePool\).*reshaped to \(4, 1, 1\).*flatten it before"),
+    "Unsqueeze before the batch": ([helper.make_node("Unsqueeze", ["x", "axes"], ["y"], name="n")], (4,),
+                                   {"axes": np.array([0])}, 13, r"'n' \(Unsqueeze\).*batch as the first axis"),
+    "Reshape that moves values between samples": (
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="n")], (6,), {"shape": np.array([-1, 3])}, 13,
+        r"'n' \(Reshape\).*between samples"),
+    "Gather of data": ([helper.make_node("Gather", ["x", "i"], ["y"], axis=1, name="n")], (6,), {"i": np.array([0, 2])}, 13,
+                       r"'n' \(Gather\).*a Gather of data"),
+    "Softmax over an axis of size 1": (
+        [helper.make_node("GlobalAveragePool", ["x"], ["g"]), helper.make_node("Softmax", ["g"], ["y"], name="n")],
+        (3, 2, 2), {}, 13, r"'n' \(Softmax\).*not all values of a sample"),
+    "Softmax inside the network": (
+        [helper.make_node("Softmax", ["x"], ["s"], axis=1, name="n"), helper.make_node("Gemm", ["s", "w"], ["y"])],
+        (4,), {"w": rand(4, 3)}, 13, r"'n' \(Softmax\) is inside the network.*move it out"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
+def test_what_is_not_per_sample_or_not_at_the_output_is_one_line(tmp_path, case):
+    nodes, shape, consts, opset, message = case
+    path = tmp_path / "m.onnx"
+    onnx.save(model(nodes, shape, None, consts, opset=opset), str(path))
+    with pytest.raises(SnncError, match=message) as err:
+        canonicalise(import_onnx(path))
     assert "\n" not in str(err.value)
