@@ -6,7 +6,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from toolchain.frontend import SUPPORTED_OPS
+from toolchain.frontend import NO_SPIKING_EQUIVALENT, SUPPORTED_OPS
 from toolchain.frontend.onnx_load import OPSETS
 
 OP_SUPPORT = Path(__file__).resolve().parents[1] / "docs" / "op-support.md"
@@ -21,6 +21,10 @@ def op_support_markdown() -> str:
         f"snnc reads ONNX opsets {OPSETS.start}–{OPSETS.stop - 1} (default domain). Any node whose inputs are all "
         "constants is evaluated once at import (Constant, shape arithmetic). Any other op is refused with one line "
         "naming the node and this list. Each op below is tested against onnxruntime in tests/test_frontend.py.",
+        "",
+        f"Nonlinearities a rate-coded neuron cannot compute ({', '.join(sorted(NO_SPIKING_EQUIVALENT))}) are refused "
+        "with one line that says so and to retrain with ReLU or a clipped ReLU; so are Softmax and LogSoftmax inside "
+        "the network, and LRN unless `--drop-lrn` removes it.",
         "",
         "| ONNX op | support and limits |",
         "|---|---|",

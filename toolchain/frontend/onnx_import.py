@@ -294,8 +294,8 @@ def _gather_nd(imp: Importer, node, attrs):
 
 
 def _gather(imp: Importer, node, attrs):
-    """With constant indices along an axis of a linear view (the default exporter's AdaptiveAvgPool2d with
-    overlapping bins picks each bin's taps so): exact, folded into the following Gemm's weights."""
+    """With constant indices, of positions of a feature map gathered ahead of a flatten and a Gemm (the default
+    exporter's AdaptiveAvgPool2d with overlapping bins picks each bin's taps so): exact, folded into the Gemm's weights."""
     view = imp.linear_views.get(node.input[0])
     if view is None:
         imp.data(node.input[0])
@@ -339,8 +339,9 @@ def _check_broadcast(*shapes: tuple[int, ...]) -> None:
 
 
 def _where(imp: Importer, node, attrs):
-    """Choosing, by a constant condition, between a linear view and zeros (the default exporter masks the unused
-    taps of AdaptiveAvgPool2d's overlapping bins so): exact, folded into the following Gemm's weights."""
+    """Choosing, by a constant condition, between zeros and positions of a feature map gathered ahead of a flatten and
+    a Gemm (the default exporter masks the unused taps of AdaptiveAvgPool2d's overlapping bins so): exact, folded
+    into the Gemm's weights."""
     condition, first, second = node.input
     views = [t for t in (first, second) if t in imp.linear_views]
     if len(views) != 1 or not imp.is_const(condition):
@@ -871,7 +872,9 @@ def _flatten(imp: Importer, node, attrs):
 
 
 def _reshape(imp: Importer, node, attrs):
-    """Flattening to (batch, features), no-op reshapes, or a channel shuffle with Transpose (a 1×1 permutation conv); constant or Shape-derived target shape."""
+    """Any reshape that keeps the batch first: a flatten, a no-op, another shape of each sample's values (read by
+    elementwise ops, MatMul, a Conv when 1×1 and the next reshape), or a channel shuffle with Transpose (a 1×1
+    permutation conv); constant or Shape-derived target shape."""
     # The first entry is the batch (a symbolic size, -1, 0 or the batch of a Shape-derived constant).
     target = imp.const_ints(node, 1)
     if node.input[0] in imp.linear_views:
@@ -941,7 +944,9 @@ def _sum(imp: Importer, node, attrs):
 
 
 def _binary(imp: Importer, node, attrs):
-    """Add of two tensors is a residual merge; with a scalar constant it is part of an activation; with a per-channel constant it is folded into the layer before."""
+    """Add of two tensors is a residual merge; with a scalar constant it is part of an activation; with a per-channel
+    constant it is folded into the layer before; of positions gathered ahead of a Gemm (AdaptiveAvgPool2d's bins), a
+    sum of two or a scaling, folded into the Gemm's weights."""
     a, b = node.input
     if a in imp.linear_views or b in imp.linear_views:
         _binary_linear_view(imp, node)
