@@ -288,6 +288,9 @@ def _gather_nd(imp: Importer, node, attrs):
         raise _Unsupported("batch_dims != 0 is not supported")
     depth = indices.shape[-1]
     view.axes(range(depth), "gathers along")
+    sizes = np.array(view.coefficients.shape[:depth])
+    if depth > view.rank or np.any(indices >= sizes) or np.any(indices < -sizes):
+        raise _Unsupported(f"an index is out of range for the leading axes of sizes {list(sizes)}")
     _check_linear_view_size(int(np.prod(indices.shape[:-1])) * view.coefficients[(0,) * depth].size)
     gathered = view.coefficients[tuple(np.moveaxis(indices, -1, 0))]
     imp.linear_views[node.output[0]] = LinearView(view.source, gathered, view.batch_axis - depth + indices.ndim - 1)
