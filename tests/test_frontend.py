@@ -356,6 +356,41 @@ def test_adaptive_average_pool_to_a_larger_map_folds_into_the_gemm(tmp_path, sid
     np.testing.assert_allclose(evaluate_ann(graph, x), _ort(path, x), atol=1e-5, rtol=1e-5)
 
 
+def test_adaptive_average_pool_of_a_wide_map_folds_per_channel(tmp_path):
+    """VGG-16's 512 channels on a 2×2 map (a 64×64 input) pooled to 7×7: the positions move alike in every channel,
+    so the fold keeps one channel's coefficients (all channels' together would need 2·10⁸)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 512, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d((7, 7)),
+                              torch.nn.Flatten(), torch.nn.Linear(512 * 49, 4)).eval()
+    path = tmp_path / "wide.onnx"
+    torch.onnx.export(net, (torch.rand(2, 3, 2, 2),), str(path), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},))
+    graph = canonicalise(import_onnx(path))
+    x = rand(3, 3, 2, 2, low=-2, high=2)
+    np.testing.assert_allclose(evaluate_ann(graph, x), _ort(path, x), atol=1e-5, rtol=1e-4)
+
+
+class _ChannelsLast(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.linear = torch.nn.Conv2d(2, 64, 3, padding=1), torch.nn.Linear(64 * 36, 5)
+
+    def forward(self, x):
+        return self.linear(torch.relu(self.conv(x)).permute(0, 2, 3, 1).flatten(1))
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_channels_last_flatten_folds_into_the_gemm(tmp_path, dynamo):
+    """Transpose to (N, H, W, C), then Flatten (legacy) or Reshape (dynamo) and a Gemm, as models ported from
+    channels-last frameworks flatten: the Gemm's weights take the channels-first order (exact)."""
+    torch.manual_seed(0)
+    path = tmp_path / "nhwc.onnx"
+    kwargs = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else {"dynamic_axes": {"x": {0: "b"}}}
+    torch.onnx.export(_ChannelsLast().eval(), (torch.rand(2, 2, 6, 6),), str(path), dynamo=dynamo, input_names=["x"], **kwargs)
+    graph = canonicalise(import_onnx(path))
+    x = rand(3, 2, 6, 6, low=-2, high=2)
+    np.testing.assert_allclose(evaluate_ann(graph, x), _ort(path, x), atol=1e-5, rtol=1e-4)
+
+
 def test_transpose_of_a_feature_map_not_ending_in_a_gemm_is_one_line(tmp_path):
     nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
              helper.make_node("Relu", ["t"], ["y"], name="relu_after")]

@@ -236,21 +236,44 @@ class Importer:
 class LinearView:
     """A tensor computed linearly from the feature map `source` by moving and gathering its positions and averaging
     them: `coefficients` has the tensor's shape (the batch axis `batch_axis` of size 1), then one axis over the
-    source's per-sample elements. Gathering and reducing act on it as on the tensor; a Gemm folds it into its weights."""
+    source's per-sample elements. Gathering and reducing act on it as on the tensor; a Gemm folds it into its weights.
 
-    def __init__(self, source: str, coefficients: np.ndarray, batch_axis: int):
+    On a (C, H, W) map the positions move the same way in every channel, so the coefficients are those of one
+    channel: the channel axis `channel_axis` has size 1 there (`channels` in the tensor) and the last axis counts the
+    H·W positions, which keeps them small for wide maps. A flatten to (batch, features) merges the channels into
+    the features, each channel's `block` consecutive features apart."""
+
+    def __init__(self, source: str, coefficients: np.ndarray, batch_axis: int, channel_axis: int | None = None,
+                 channels: int = 1, block: int | None = None):
         self.source, self.coefficients, self.batch_axis = source, coefficients, batch_axis
+        self.channel_axis, self.channels, self.block = channel_axis, channels, block
 
     @property
     def rank(self) -> int:
         return self.coefficients.ndim - 1
 
+    @property
+    def size(self) -> int:
+        """The values per sample."""
+        return self.coefficients[..., 0].size * self.channels
+
     def axes(self, axes, what: str) -> list[int]:
-        """The given axes (negative ones counted from the end) as non-negative ones, none of them the batch."""
+        """The given axes (negative ones counted from the end) as non-negative ones, none of them the batch or the
+        channels."""
+        if self.block is not None:
+            raise _Unsupported(f"{what} a flattened gathered feature map; snnc folds that only into a Gemm or MatMul")
         found = sorted(int(a) % self.rank for a in axes)
         if self.batch_axis in found:
             raise _Unsupported(f"{what} the batch axis")
+        if self.channel_axis in found:
+            raise _Unsupported(f"{what} the channel axis of a gathered feature map, which snnc folds only where every "
+                               "channel's positions move alike")
         return found
+
+    def derived(self, coefficients: np.ndarray, place) -> LinearView:
+        """A view of the same source with new coefficients, in which `place(axis)` is where an axis now is."""
+        channel_axis = None if self.channel_axis is None else place(self.channel_axis)
+        return LinearView(self.source, coefficients, place(self.batch_axis), channel_axis, self.channels)
 
 
 LINEAR_VIEW_LIMIT = 2**24  # coefficients (64 MiB): a linear view is for the small maps before a classifier
@@ -264,14 +287,18 @@ def _check_linear_view_size(size: int) -> None:
 
 
 def _linear_view_start(imp: Importer, node, perm: list[int]) -> None:
-    """A Transpose of a feature map starts a linear view: an identity over the source's elements, transposed."""
+    """A Transpose of a feature map starts a linear view: an identity over the source's positions (of one channel of
+    a (C, H, W) map, else over all its elements), transposed."""
     shape = imp.shape(node.input[0])
     imp.data(node.input[0])
     if sorted(perm) != list(range(len(shape) + 1)):
         raise _Unsupported(f"perm {perm} is not a permutation of the {len(shape) + 1} axes")
-    _check_linear_view_size(int(np.prod(shape)) ** 2)
-    identity = np.eye(int(np.prod(shape)), dtype=np.float32).reshape(1, *shape, -1)
-    imp.linear_views[node.output[0]] = LinearView(node.input[0], identity.transpose([*perm, len(perm)]), perm.index(0))
+    is_map = len(shape) == 3 and node.input[0] not in imp.reshaped
+    one_channel = (1, *shape[1:]) if is_map else shape
+    _check_linear_view_size(math.prod(one_channel) ** 2)
+    identity = np.eye(math.prod(one_channel), dtype=np.float32).reshape(1, *one_channel, -1)
+    view = LinearView(node.input[0], identity, 0, 1 if is_map else None, shape[0] if is_map else 1)
+    imp.linear_views[node.output[0]] = view.derived(identity.transpose([*perm, len(perm)]), perm.index)
 
 
 def _gather_nd(imp: Importer, node, attrs):
@@ -293,7 +320,7 @@ def _gather_nd(imp: Importer, node, attrs):
         raise _Unsupported(f"an index is out of range for the leading axes of sizes {list(sizes)}")
     _check_linear_view_size(int(np.prod(indices.shape[:-1])) * view.coefficients[(0,) * depth].size)
     gathered = view.coefficients[tuple(np.moveaxis(indices, -1, 0))]
-    imp.linear_views[node.output[0]] = LinearView(view.source, gathered, view.batch_axis - depth + indices.ndim - 1)
+    imp.linear_views[node.output[0]] = view.derived(gathered, lambda axis: axis - depth + indices.ndim - 1)
 
 
 def _gather(imp: Importer, node, attrs):
@@ -310,25 +337,26 @@ def _gather(imp: Importer, node, attrs):
         raise _Unsupported(f"an index is out of range for axis {axis} of size {view.coefficients.shape[axis]}")
     gathered = np.take(view.coefficients, indices, axis=axis)
     _check_linear_view_size(gathered.size)
-    batch_axis = view.batch_axis + (indices.ndim - 1 if view.batch_axis > axis else 0)
-    imp.linear_views[node.output[0]] = LinearView(view.source, gathered, batch_axis)
+    imp.linear_views[node.output[0]] = view.derived(gathered, lambda a: a + (indices.ndim - 1 if a > axis else 0))
 
 
-def _lifted(view: LinearView, rank: int) -> tuple[np.ndarray, int]:
-    """The view's coefficients with leading axes of size 1 up to `rank` tensor axes (as broadcasting adds them), and
-    the batch axis then."""
-    return view.coefficients.reshape((1,) * (rank - view.rank) + view.coefficients.shape), view.batch_axis + rank - view.rank
+def _lifted(view: LinearView, rank: int) -> LinearView:
+    """The view with leading axes of size 1 up to `rank` tensor axes, as broadcasting adds them."""
+    view.axes([], "broadcasts")  # refuses a flattened view
+    return view.derived(view.coefficients.reshape((1,) * (rank - view.rank) + view.coefficients.shape),
+                        lambda axis: axis + rank - view.rank)
 
 
-def _aligned(view: LinearView, *constants: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], int]:
-    """The view's coefficients and the constants with as many axes as the broadcast of the tensor and the constants,
-    then the axis of the source's elements; and the batch axis. Refuses constants that vary along the batch."""
-    rank = max(view.rank, *(c.ndim for c in constants))
-    coefficients, batch_axis = _lifted(view, rank)
-    expanded = [np.asarray(c).reshape((1,) * (rank - c.ndim) + c.shape + (1,)) for c in constants]
-    if any(c.shape[batch_axis] != 1 for c in expanded):
-        raise _Unsupported("a constant varies along the batch axis of a gathered feature map")
-    return coefficients, expanded, batch_axis
+def _aligned(view: LinearView, *constants: np.ndarray) -> tuple[LinearView, list[np.ndarray]]:
+    """The view and the constants with as many axes as the broadcast of the tensor and the constants (the constants
+    then with the axis of the source's elements, of size 1). Refuses constants that vary along the batch or the
+    channels."""
+    lifted = _lifted(view, max(view.rank, *(c.ndim for c in constants)))
+    expanded = [np.asarray(c).reshape((1,) * (lifted.rank - c.ndim) + c.shape + (1,)) for c in constants]
+    if any(c.shape[lifted.batch_axis] != 1 or (lifted.channel_axis is not None and c.shape[lifted.channel_axis] != 1)
+           for c in expanded):
+        raise _Unsupported("a constant varies along the batch or the channel axis of a gathered feature map")
+    return lifted, expanded
 
 
 def _check_broadcast(*shapes: tuple[int, ...]) -> None:
@@ -354,11 +382,10 @@ def _where(imp: Importer, node, attrs):
     if np.any(zeros):
         raise _Unsupported("a Where chooses between a gathered feature map and constants other than 0; snnc folds "
                            "only the masking of AdaptiveAvgPool2d's taps")
-    coefficients, (chosen, zeros), batch_axis = _aligned(imp.linear_views[views[0]], imp.const(node, 0).astype(bool),
-                                                          zeros.astype(np.float32))
-    _check_broadcast(chosen.shape, coefficients.shape, zeros.shape)
-    result = np.where(chosen, coefficients, zeros) if views[0] == first else np.where(chosen, zeros, coefficients)
-    imp.linear_views[node.output[0]] = LinearView(imp.linear_views[views[0]].source, result, batch_axis)
+    view, (chosen, zeros) = _aligned(imp.linear_views[views[0]], imp.const(node, 0).astype(bool), zeros.astype(np.float32))
+    _check_broadcast(chosen.shape, view.coefficients.shape, zeros.shape)
+    chosen_or_not = (view.coefficients, zeros) if views[0] == first else (zeros, view.coefficients)
+    imp.linear_views[node.output[0]] = view.derived(np.where(chosen, *chosen_or_not), lambda axis: axis)
 
 
 def _binary_linear_view(imp: Importer, node) -> None:
@@ -370,30 +397,29 @@ def _binary_linear_view(imp: Importer, node) -> None:
         if node.op_type != "Add" or first.source != second.source:
             raise _Unsupported(f"{node.op_type} of two gathered feature maps; snnc folds only the Add of two of one map")
         rank = max(first.rank, second.rank)
-        (coefficients, batch_axis), (other, other_batch_axis) = _lifted(first, rank), _lifted(second, rank)
-        if batch_axis != other_batch_axis:
-            raise _Unsupported("adds two gathered feature maps whose batch axes differ")
-        _check_broadcast(coefficients.shape, other.shape)
-        result = coefficients + other
+        view, other = _lifted(first, rank), _lifted(second, rank)
+        if (view.batch_axis, view.channel_axis, view.channels) != (other.batch_axis, other.channel_axis, other.channels):
+            raise _Unsupported("adds two gathered feature maps whose batch or channel axes differ")
+        _check_broadcast(view.coefficients.shape, other.coefficients.shape)
+        result = view.coefficients + other.coefficients
     else:
         view_input, constant_index = (a, 1) if a in imp.linear_views else (b, 0)
         constant = imp.const(node, constant_index).astype(np.float64)
         if node.op_type not in ("Mul", "Div") or (node.op_type, constant_index) == ("Div", 0):
             raise _Unsupported(f"{node.op_type} of a gathered feature map and a constant; snnc folds only scaling "
                                "(Mul, Div by a constant) into the following Gemm")
-        coefficients, (factor,), batch_axis = _aligned(imp.linear_views[view_input], constant)
-        _check_broadcast(coefficients.shape, factor.shape)
-        result = coefficients * factor if node.op_type == "Mul" else coefficients / factor
-        first = imp.linear_views[view_input]
-    imp.linear_views[node.output[0]] = LinearView(first.source, result.astype(np.float32), batch_axis)
+        view, (factor,) = _aligned(imp.linear_views[view_input], constant)
+        _check_broadcast(view.coefficients.shape, factor.shape)
+        result = view.coefficients * factor if node.op_type == "Mul" else view.coefficients / factor
+    imp.linear_views[node.output[0]] = view.derived(result.astype(np.float32), lambda axis: axis)
 
 
 def _transpose_linear_view(imp: Importer, node, perm: list[int]) -> None:
     view = imp.linear_views[node.input[0]]
+    view.axes([], "transposes")  # refuses a flattened view
     if sorted(perm) != list(range(view.rank)):
         raise _Unsupported(f"perm {perm} is not a permutation of the {view.rank} axes")
-    imp.linear_views[node.output[0]] = LinearView(view.source, view.coefficients.transpose([*perm, view.rank]),
-                                                  perm.index(view.batch_axis))
+    imp.linear_views[node.output[0]] = view.derived(view.coefficients.transpose([*perm, view.rank]), perm.index)
 
 
 def _reduce_linear_view(imp: Importer, node, axes, keepdims: bool) -> None:
@@ -401,31 +427,54 @@ def _reduce_linear_view(imp: Importer, node, axes, keepdims: bool) -> None:
     axes = view.axes(axes if axes else range(view.rank), "reduces over")
     reduce = np.mean if node.op_type == "ReduceMean" else np.sum
     reduced = reduce(view.coefficients, axis=tuple(axes), keepdims=keepdims)
-    batch_axis = view.batch_axis if keepdims else view.batch_axis - sum(a < view.batch_axis for a in axes)
-    imp.linear_views[node.output[0]] = LinearView(view.source, reduced, batch_axis)
+    imp.linear_views[node.output[0]] = view.derived(reduced, lambda axis: axis if keepdims else axis - sum(a < axis for a in axes))
 
 
 def _reshape_linear_view(imp: Importer, node, per_sample: tuple[int, ...]) -> None:
+    """Any reshape of a view of all the source's elements; of a view of one channel's positions, a flatten (which
+    puts each channel's values `block` features apart) or a no-op."""
     view = imp.linear_views[node.input[0]]
     if view.batch_axis != 0:
         raise _Unsupported("reshapes a tensor whose batch is not the first axis")
-    imp.linear_views[node.output[0]] = LinearView(view.source, view.coefficients.reshape(1, *per_sample, -1), 0)
+    if view.channel_axis is None:
+        imp.linear_views[node.output[0]] = LinearView(view.source, view.coefficients.reshape(1, *per_sample, -1), 0)
+        return
+    shape = [d * (view.channels if axis == view.channel_axis else 1) for axis, d in enumerate(view.coefficients.shape[1:-1], 1)]
+    if list(per_sample) == shape:
+        imp.linear_views[node.output[0]] = view
+    elif len(per_sample) == 1:
+        view.axes([], "flattens")  # refuses a flattened view
+        block = math.prod(view.coefficients.shape[view.channel_axis + 1:-1])
+        coefficients = view.coefficients.reshape(1, -1, view.coefficients.shape[-1])
+        imp.linear_views[node.output[0]] = LinearView(view.source, coefficients, 0, 1, view.channels, block)
+    else:
+        raise _Unsupported(f"reshapes a gathered feature map of shape {tuple(shape)} per sample to {per_sample}; snnc "
+                           "folds only a flatten of it into the following Gemm")
 
 
-def _linear_view_matrix(imp: Importer, node) -> tuple[str, np.ndarray] | None:
-    """For a Gemm/MatMul on a linear view: a flatten of the view's source, added, and the (features, source
-    elements) matrix to multiply the weights by; None when the data input is no linear view."""
+def _fold_linear_view(imp: Importer, node, weight: np.ndarray) -> tuple[str, np.ndarray]:
+    """For a Gemm/MatMul whose data input is a linear view: a flatten of the view's source, added, and the (out,
+    in) weight that reads it; the data input and `weight` unchanged where it is no linear view."""
     view = imp.linear_views.get(node.input[0])
     if view is None:
-        return None
+        return node.input[0], weight
     if view.batch_axis != 0 or view.rank != 2:
         raise _Unsupported("its data input is a gathered feature map that is not flattened to (batch, features)")
+    if weight.shape[1] != view.size:
+        raise _Unsupported(f"its weight takes {weight.shape[1]} features, its data input has {view.size}")
+    coefficients = view.coefficients[0].astype(np.float64)
+    if view.channel_axis is None:
+        folded = weight.astype(np.float64) @ coefficients
+    else:  # the weights of each channel's features, times that channel's positions
+        outputs, block = weight.shape[0], view.block or 1
+        per_channel = weight.reshape(outputs, -1, view.channels, block).transpose(0, 2, 1, 3).reshape(outputs, view.channels, -1)
+        folded = (per_channel.astype(np.float64) @ coefficients).reshape(outputs, -1)
     source = imp.graph_shape(view.source)
     if len(source) == 1:  # already flat, its values in the order the coefficients count them
-        return view.source, view.coefficients[0]
+        return view.source, folded.astype(np.float32)
     imp.add(node, nir.Flatten(input_type={"input": np.array(source)}, start_dim=0, end_dim=-1), [view.source],
             suffix=".flatten")
-    return node.output[0], view.coefficients[0]
+    return node.output[0], folded.astype(np.float32)
 
 
 def _initializer(tensor: onnx.TensorProto, source: str) -> np.ndarray:
@@ -599,20 +648,9 @@ def _gemm(imp: Importer, node, attrs):
     if c.ndim > 1 or not _broadcasts(c.shape, (weight.shape[0],)):
         raise _Unsupported(f"the bias C of shape {c.shape} does not fit the {weight.shape[0]} outputs")
     bias = np.broadcast_to(attrs.get("beta", 1.0) * c, (weight.shape[0],))
-    data, weight = _on_linear_view(imp, node, weight)
+    data, weight = _fold_linear_view(imp, node, weight)
     imp.add(node, nir.Affine(weight=np.ascontiguousarray(weight, np.float32), bias=bias.astype(np.float32)), [data],
             reshaped_to=(weight.shape[0],))
-
-
-def _on_linear_view(imp: Importer, node, weight: np.ndarray) -> tuple[str, np.ndarray]:
-    """The data input of a Gemm/MatMul and its (out, in) weight, with a linear view folded into the weight."""
-    folded = _linear_view_matrix(imp, node)
-    if folded is None:
-        return node.input[0], weight
-    data, matrix = folded
-    if weight.shape[1] != matrix.shape[0]:
-        raise _Unsupported(f"its weight takes {weight.shape[1]} features, its data input has {matrix.shape[0]}")
-    return data, (weight.astype(np.float64) @ matrix).astype(np.float32)
 
 
 def _matmul(imp: Importer, node, attrs):
@@ -624,7 +662,7 @@ def _matmul(imp: Importer, node, attrs):
         return
     weight = imp.const(node, 1).astype(np.float32)
     if node.input[0] in imp.linear_views:
-        data, folded = _on_linear_view(imp, node, weight.T)
+        data, folded = _fold_linear_view(imp, node, weight.T)
         imp.add(node, nir.Affine(weight=np.ascontiguousarray(folded), bias=np.zeros(weight.shape[1], np.float32)), [data],
                 reshaped_to=(weight.shape[1],))
         return
@@ -865,7 +903,13 @@ def _transpose(imp: Importer, node, attrs):
 
 
 def _flatten(imp: Importer, node, attrs):
-    """axis=1, or any axis whose leading per-sample axes all have size 1 (the same result)."""
+    """axis=1, or any axis whose leading per-sample axes all have size 1 (the same result); of a transposed feature
+    map (channels last) ahead of a Gemm, folded into its weights."""
+    if node.input[0] in imp.linear_views:
+        if int(attrs.get("axis", 1)) != 1:
+            raise _Unsupported("flattens a transposed feature map from an axis other than 1")
+        _reshape_linear_view(imp, node, (imp.linear_views[node.input[0]].size,))
+        return
     source = imp.shape(node.input[0])
     axis = int(attrs.get("axis", 1)) % (len(source) + 1)
     if axis == 0 or any(d != 1 for d in source[: axis - 1]):
@@ -882,7 +926,7 @@ def _reshape(imp: Importer, node, attrs):
     target = imp.const_ints(node, 1)
     if node.input[0] in imp.linear_views:
         view = imp.linear_views[node.input[0]]
-        size = int(view.coefficients[..., 0].size)
+        size = view.size
         per_sample = list(target[1:])  # the first entry is the batch
         if per_sample.count(-1) == 1:
             known = int(np.prod([d for d in per_sample if d != -1]))
