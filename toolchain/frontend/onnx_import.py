@@ -276,7 +276,7 @@ class LinearView:
         return LinearView(self.source, coefficients, place(self.batch_axis), channel_axis, self.channels)
 
 
-LINEAR_VIEW_LIMIT = 2**24  # coefficients (64 MiB): a linear view is for the small maps before a classifier
+LINEAR_VIEW_LIMIT = 2**24  # coefficients (64 MiB): a linear view is for the maps before a classifier
 
 
 def _check_linear_view_size(size: int) -> None:
@@ -615,6 +615,9 @@ def _conv_of_a_point(imp: Importer, node, weight, bias, pads, strides, dilations
     out_hw = [(1 + before + after - d * (k - 1) - 1) // s + 1
               for before, after, k, s, d in zip(pads[:2], pads[2:], kernel, strides, dilations)]
     outputs, inputs_per_group = weight.shape[0], weight.shape[1]
+    if min(out_hw) < 1 or outputs * math.prod(out_hw) * channels[0] > LINEAR_VIEW_LIMIT:
+        raise _Unsupported(f"gives an output of {outputs}×{out_hw[0]}×{out_hw[1]} from a 1×1 map, which snnc does not "
+                           "turn into one Affine; check its kernel, pads and strides")
     outputs_per_group = outputs // groups
     matrix = np.zeros((outputs, *out_hw, channels[0]), np.float32)
     for position in np.ndindex(*out_hw):
@@ -682,6 +685,7 @@ def _batched_matmul(imp: Importer, node, data_index: int) -> None:
     if constant.ndim > rank or (constant.ndim == rank and constant.shape[0] != 1) or (data_index == 1 and rank == 2):
         raise _Unsupported(f"multiplies a constant of shape {constant.shape} with data of shape (batch, "
                            f"{', '.join(map(str, shape))}) over or along the batch axis, which mixes samples")
+
     def product(data_values: np.ndarray) -> np.ndarray:
         try:
             return data_values @ constant if data_index == 0 else constant @ data_values
@@ -846,7 +850,7 @@ def _reshape_to(imp: Importer, node, target: tuple[int, ...]) -> None:
         return
     source, stored = imp.shape(node.input[0]), imp.graph_shape(node.input[0])
     if min(target, default=1) < 1 or math.prod(target) != math.prod(source):
-        raise _Unsupported(f"reshapes {int(np.prod(source))} values per sample {source} to {target}, which would move "
+        raise _Unsupported(f"reshapes {math.prod(source)} values per sample {source} to {target}, which would move "
                            "values between samples; keep the batch as the first axis")
     if len(stored) == 1 or target == stored:
         imp.alias(node, node.input[0], reshaped_to=target)
