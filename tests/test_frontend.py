@@ -495,6 +495,23 @@ def test_output_softmax_followed_by_a_flatten_is_dropped(tmp_path, dynamo):
     np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), 1).numpy(), _ort(path, x), atol=1e-6)
 
 
+@pytest.mark.parametrize("ending", ["Flatten", "Squeeze", "Reshape"])
+def test_opset_9_softmax_on_a_pooled_map_before_a_reshape(tmp_path, ending):
+    """SqueezeNet's ending in the opset-9 model zoo style (the version converter upgrades it), with a reshape after
+    the Softmax: the Softmax is dropped and the logits keep the file's argmax."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+             helper.make_node("Softmax", ["g"], ["s"]),
+             helper.make_node(ending, ["s", "shape"] if ending == "Reshape" else ["s"], ["y"],
+                              **({"axes": [2, 3]} if ending == "Squeeze" else {}))]
+    path = tmp_path / "m.onnx"
+    onnx.save(model(nodes, (3, 4, 4), (5,), {"w": rand(5, 3, 1, 1), **({"shape": np.array([0, -1])} if ending == "Reshape" else {})},
+                    opset=9), str(path))
+    graph = canonicalise(import_onnx(path))
+    x = rand(4, 3, 4, 4)
+    logits = evaluate_ann(graph, x)
+    np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), 1).numpy(), _ort(path, x), atol=1e-6)
+
+
 # name: (nodes, per-sample input shape, constants, opset, what the one-line error says)
 REFUSED = {
     "Gemm with transA=1": ([helper.make_node("Gemm", ["x", "w"], ["y"], transA=1, name="n")], (4,), {"w": rand(4, 3)}, 13,
