@@ -476,6 +476,12 @@ def test_per_feature_constants_on_a_reshaped_tensor(tmp_path):
     _check(tmp_path, model(nodes, (6,), (3,), consts, opset=13), rand(4, 6))
 
 
+def test_a_feature_map_with_an_axis_added_and_dropped_stays_a_map(tmp_path):
+    nodes = [helper.make_node("Unsqueeze", ["x", "axis"], ["u"]), helper.make_node("Relu", ["u"], ["r"]),
+             helper.make_node("Squeeze", ["r", "axis"], ["s"]), helper.make_node("Conv", ["s", "w"], ["y"], pads=[1, 1, 1, 1])]
+    _check(tmp_path, model(nodes, (2, 3, 3), None, {"axis": np.array([2]), "w": rand(4, 2, 3, 3)}, opset=13), rand(3, 2, 3, 3))
+
+
 @pytest.mark.parametrize("weight_shape", [(4, 5), (1, 4, 5)])
 def test_matmul_on_the_last_axis_of_a_feature_map(tmp_path, weight_shape):
     nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])]

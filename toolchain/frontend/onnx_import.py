@@ -84,8 +84,9 @@ class Importer:
         # ReduceMean, which replicates (or averages) positions (LinearView)
         self.linear_views: dict[str, LinearView] = {}
         # ONNX tensor -> its per-sample shape where that differs from the shape of the graph node computing it: a
-        # reshape of a flat node ((C,) as (C, 1, 1) before a classifier written as a 1×1 conv, (K,) as (1, K)) or of a
-        # flattened map; the values and their order are the node's, only how later ops index them differs
+        # reshape of a flat node ((C,) as (C, 1, 1) before a classifier written as a 1×1 conv, (K,) as (1, K)), of a
+        # flattened map, or of a map with axes of size 1 added or dropped; the values and their order are the node's,
+        # only how later ops index them differs
         self.reshaped: dict[str, tuple[int, ...]] = {}
         self.nodes: dict[str, Node] = {}
 
@@ -166,9 +167,9 @@ class Importer:
         if not reshaped:
             return None
         if not isinstance(op, ELEMENTWISE_OPS):
-            raise _Unsupported(f"input '{reshaped[0]}' is a flat tensor reshaped to {self.reshaped[reshaped[0]]} per "
-                               "sample; snnc reads such a reshape only in elementwise ops, a MatMul, a Conv on a 1×1 "
-                               "map or a reshape; flatten it before this op")
+            raise _Unsupported(f"input '{reshaped[0]}' is a tensor reshaped to {self.reshaped[reshaped[0]]} per sample; "
+                               "snnc reads such a reshape only in elementwise ops, a MatMul, a Conv on a 1×1 map or a "
+                               "reshape; reshape it back or flatten it before this op")
         if len({self.shape(t) for t in inputs}) > 1:
             raise _Unsupported(f"broadcasts inputs of per-sample shapes {[self.shape(t) for t in inputs]}; snnc needs "
                                "one shape here")
@@ -604,7 +605,7 @@ def _conv_of_a_point(imp: Importer, node, weight, bias, pads, strides, dilations
     """A Conv of a flat tensor reshaped to (C, 1, 1): each output position sees at most one tap (the one on the
     single input position, the others on padding), so the conv is an Affine from (C,) to (O·H'·W',) (exact)."""
     channels = imp.shape(node.input[0])
-    if channels[1:] != (1, 1):
+    if channels[1:] != (1, 1) or len(imp.graph_shape(node.input[0])) != 1:
         raise _Unsupported(f"convolves a flat tensor reshaped to {channels}; snnc reads such a reshape as a feature "
                            "map only when it is 1×1; reshape before the last linear layer that makes it flat")
     if groups < 1 or weight.shape[1] * groups != channels[0] or weight.shape[0] % groups:
@@ -845,14 +846,16 @@ def _reduce(imp: Importer, node, attrs):
 
 def _reshape_to(imp: Importer, node, target: tuple[int, ...]) -> None:
     """A reshape that keeps the batch: a step of a channel shuffle (`_channel_shuffle_step`), a no-op, a flatten,
-    or any other per-sample shape of the same values, kept on the flat graph node (`Importer.reshaped`)."""
+    or any other per-sample shape of the same values, kept on the graph node (`Importer.reshaped`): a feature map
+    where only axes of size 1 come or go (so that reshaping back gives the map again), else flattened."""
     if _channel_shuffle_step(imp, node, target):
         return
     source, stored = imp.shape(node.input[0]), imp.graph_shape(node.input[0])
     if min(target, default=1) < 1 or math.prod(target) != math.prod(source):
         raise _Unsupported(f"reshapes {math.prod(source)} values per sample {source} to {target}, which would move "
                            "values between samples; keep the batch as the first axis")
-    if len(stored) == 1 or target == stored:
+    only_unit_axes = [d for d in target if d != 1] == [d for d in stored if d != 1] and len(target) > 1
+    if len(stored) == 1 or target == stored or only_unit_axes:
         imp.alias(node, node.input[0], reshaped_to=target)
         return
     input_type = {"input": np.array(stored)}
@@ -878,8 +881,9 @@ def _channel_shuffle_step(imp: Importer, node, target: tuple[int, ...]) -> bool:
                                      groups=1, bias=np.zeros(channel_of.size, np.float32)), [source])
         return True
     source = imp.shape(node.input[0])
+    # a split into axes of size 1 only adds axes (`_reshape_to`)
     if (len(source) == 3 and len(target) > 3 and tuple(target[-2:]) == source[1:] and int(np.prod(target[:-2])) == source[0]
-            and node.input[0] not in imp.reshaped):
+            and min(target[:-2]) > 1 and node.input[0] not in imp.reshaped):
         imp.data(node.input[0])  # the split tensor must be data
         imp.channel_views[node.output[0]] = (node.input[0], np.arange(source[0]).reshape(target[:-2]))
         return True
