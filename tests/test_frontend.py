@@ -503,10 +503,10 @@ def test_output_softmax_followed_by_a_flatten_is_dropped(tmp_path, dynamo):
 
 @pytest.mark.parametrize("ending", ["Flatten", "Squeeze", "Reshape"])
 def test_opset_9_softmax_on_a_pooled_map_before_a_reshape(tmp_path, ending):
-    """SqueezeNet's ending in the opset-9 model zoo style (the version converter upgrades it), with a reshape after
-    the Softmax: the Softmax is dropped and the logits keep the file's argmax."""
+    """SqueezeNet's ending in the opset-9 model zoo style (the version converter upgrades it), with an Identity and a
+    reshape after the Softmax: the Softmax is dropped and the logits keep the file's argmax."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["g"]),
-             helper.make_node("Softmax", ["g"], ["s"]),
+             helper.make_node("Softmax", ["g"], ["p"]), helper.make_node("Identity", ["p"], ["s"]),
              helper.make_node(ending, ["s", "shape"] if ending == "Reshape" else ["s"], ["y"],
                               **({"axes": [2, 3]} if ending == "Squeeze" else {}))]
     path = tmp_path / "m.onnx"

@@ -8,7 +8,7 @@ from toolchain.graph import AnnGraph, Identity, verify
 
 def remove_identities(graph: AnnGraph) -> AnnGraph:
     """Remove Identity nodes; a Softmax/LogSoftmax is removed only where it produces the output (or only flattens
-    follow it to the output).
+    and identities follow it to the output).
 
     Softmax is monotone, so the argmax readout of the SNN is unchanged by dropping it at the output; inside
     the network it would change what the next layer sees and is refused.
@@ -25,11 +25,11 @@ def remove_identities(graph: AnnGraph) -> AnnGraph:
 
 
 def _only_flattens_follow(graph: AnnGraph, name: str) -> bool:
-    """Whether `name` is the output or feeds only a chain of flattens that ends in it (the reshapes after an output
-    Softmax, which do not change the argmax of the sample's values)."""
+    """Whether `name` is the output or feeds only a chain of flattens and identities that ends in it (the reshapes
+    after an output Softmax, which do not change the argmax of the sample's values)."""
     while name != graph.output:
         consumers = graph.consumers(name)
-        if len(consumers) != 1 or not isinstance(graph.nodes[consumers[0]].op, nir.Flatten):
+        if len(consumers) != 1 or not isinstance(graph.nodes[consumers[0]].op, (nir.Flatten, Identity)):
             return False
         name = consumers[0]
     return True
