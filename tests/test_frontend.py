@@ -522,6 +522,8 @@ def test_opset_9_softmax_on_a_pooled_map_before_a_reshape(tmp_path, ending):
 REFUSED = {
     "Gemm with transA=1": ([helper.make_node("Gemm", ["x", "w"], ["y"], transA=1, name="n")], (4,), {"w": rand(4, 3)}, 13,
                            r"'n' \(Gemm\).*transA=1.*mixes samples"),
+    "Gemm with the data as B": ([helper.make_node("Gemm", ["w", "x"], ["y"], transB=1, name="n")], (4,), {"w": rand(3, 4)},
+                                13, r"'n' \(Gemm\).*data is its B input.*mixing samples"),
     "constant @ (batch, features)": ([helper.make_node("MatMul", ["w", "x"], ["y"], name="n")], (4,), {"w": rand(3, 4)}, 13,
                                      r"'n' \(MatMul\).*mixes samples"),
     "Conv of a flat tensor reshaped to a 2×2 map": (
