@@ -61,7 +61,8 @@ class ResNet18(nn.Module):
 
 class VGG11BN(nn.Module):
     """torchvision's VGG-11-BN: on a 32×32 input the map before AdaptiveAvgPool2d((7,7)) is 1×1, so the pool
-    replicates each channel 49 times for the classifier."""
+    replicates each channel 49 times for the classifier; on a 64×64 input (Tiny ImageNet's) it is 2×2, so the pool's
+    bins overlap."""
 
     def __init__(self, width: int = 4, classes: int = 10, hidden: int = 32):
         super().__init__()
@@ -218,6 +219,7 @@ class Architecture:
 ARCHITECTURES = [
     Architecture("ResNet-18", ResNet18, (3, 32, 32)),
     Architecture("VGG-11-BN", VGG11BN, (3, 32, 32)),
+    Architecture("VGG-11-BN, 64×64", VGG11BN, (3, 64, 64)),
     Architecture("MobileNetV2", MobileNetV2, (3, 32, 32)),
     Architecture("SqueezeNet 1.1", SqueezeNet11, (3, 32, 32)),
     Architecture("DenseNet", DenseNet, (3, 32, 32)),
