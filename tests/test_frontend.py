@@ -501,12 +501,13 @@ def test_output_softmax_followed_by_a_flatten_is_dropped(tmp_path, dynamo):
     np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), 1).numpy(), _ort(path, x), atol=1e-6)
 
 
+@pytest.mark.parametrize("softmax", ["Softmax", "LogSoftmax"])
 @pytest.mark.parametrize("ending", ["Flatten", "Squeeze", "Reshape"])
-def test_opset_9_softmax_on_a_pooled_map_before_a_reshape(tmp_path, ending):
+def test_opset_9_softmax_on_a_pooled_map_before_a_reshape(tmp_path, ending, softmax):
     """SqueezeNet's ending in the opset-9 model zoo style (the version converter upgrades it), with an Identity and a
     reshape after the Softmax: the Softmax is dropped and the logits keep the file's argmax."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["g"]),
-             helper.make_node("Softmax", ["g"], ["p"]), helper.make_node("Identity", ["p"], ["s"]),
+             helper.make_node(softmax, ["g"], ["p"]), helper.make_node("Identity", ["p"], ["s"]),
              helper.make_node(ending, ["s", "shape"] if ending == "Reshape" else ["s"], ["y"],
                               **({"axes": [2, 3]} if ending == "Squeeze" else {}))]
     path = tmp_path / "m.onnx"
@@ -514,8 +515,9 @@ def test_opset_9_softmax_on_a_pooled_map_before_a_reshape(tmp_path, ending):
                     opset=9), str(path))
     graph = canonicalise(import_onnx(path))
     x = rand(4, 3, 4, 4)
-    logits = evaluate_ann(graph, x)
-    np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), 1).numpy(), _ort(path, x), atol=1e-6)
+    logits = torch.from_numpy(evaluate_ann(graph, x))
+    expected = torch.softmax(logits, 1) if softmax == "Softmax" else torch.log_softmax(logits, 1)
+    np.testing.assert_allclose(expected.numpy(), _ort(path, x), atol=1e-6)
 
 
 # name: (nodes, per-sample input shape, constants, opset, what the one-line error says)
