@@ -1,6 +1,7 @@
 """ONNX nodes to ANN-graph nodes, one converter per ONNX op type.
 
-Each converter turns one ONNX node into one graph node (or a constant, or an alias of its input). Elementwise
+Each converter turns one ONNX node into one graph node (or a constant, or an alias of its input, or a view of a
+node that only the ops after it resolve: a reshape, a channel split, positions gathered for a Gemm). Elementwise
 ops with scalar constants become `ScalarOp`s that the `recognise_activations` pass later reads as ReLU, clip
 or QCFS; per-channel constants become `ChannelAffine`s that `fold_channel_affine` folds into convolutions.
 `SUPPORTED_OPS` is the op-support table that `snnc inspect` and docs/op-support.md are made from.
@@ -315,9 +316,11 @@ def _gather_nd(imp: Importer, node, attrs):
     if attrs.get("batch_dims", 0) or indices.ndim < 1:
         raise _Unsupported("batch_dims != 0 is not supported")
     depth = indices.shape[-1]
+    if depth > view.rank:
+        raise _Unsupported(f"indexes {depth} axes of a tensor with {view.rank}")
     view.axes(range(depth), "gathers along")
     sizes = np.array(view.coefficients.shape[:depth])
-    if depth > view.rank or np.any(indices >= sizes) or np.any(indices < -sizes):
+    if np.any(indices >= sizes) or np.any(indices < -sizes):
         raise _Unsupported(f"an index is out of range for the leading axes of sizes {list(sizes)}")
     _check_linear_view_size(int(np.prod(indices.shape[:-1])) * view.coefficients[(0,) * depth].size)
     gathered = view.coefficients[tuple(np.moveaxis(indices, -1, 0))]
@@ -336,8 +339,8 @@ def _gather(imp: Importer, node, attrs):
     axis = view.axes([attrs.get("axis", 0)], "gathers along")[0]
     if np.any(indices >= view.coefficients.shape[axis]) or np.any(indices < -view.coefficients.shape[axis]):
         raise _Unsupported(f"an index is out of range for axis {axis} of size {view.coefficients.shape[axis]}")
+    _check_linear_view_size(view.coefficients.size // view.coefficients.shape[axis] * indices.size)
     gathered = np.take(view.coefficients, indices, axis=axis)
-    _check_linear_view_size(gathered.size)
     imp.linear_views[node.output[0]] = view.derived(gathered, lambda a: a + (indices.ndim - 1 if a > axis else 0))
 
 
