@@ -192,4 +192,4 @@ def write_portable(graph: nir.NIRGraph, path: Path) -> dict:
     mismatch = differences(portable, nir.read(str(path)))
     if mismatch:
         raise AssertionError(f"{path.name} does not read back as written: {mismatch[:5]}")
-    return {"file": path.name, "nodes": len(portable.nodes), "read_back_identical": True}
+    return {"file": path.name, "nodes": len(portable.nodes), "read_back_identical": True, "step_seconds": STEP_SECONDS}
