@@ -127,7 +127,8 @@ class _Lowering:
                 continue
             name = self.derived(f"{term.node}_scale")
             full = np.broadcast_to(term.factor.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
-            self.nodes[name] = nir.Scale(scale=np.ascontiguousarray(full, np.float32), metadata=NodeMeta(role="amplitude").as_metadata())
+            meta = NodeMeta(role="amplitude", onnx_node=NodeMeta.of(self.nodes[term.node]).onnx_node)
+            self.nodes[name] = nir.Scale(scale=np.ascontiguousarray(full, np.float32), metadata=meta.as_metadata())
             self.edges.append((term.node, name))
             names.append(name)
         return names
@@ -227,7 +228,9 @@ class _Lowering:
 
     def finish(self) -> nir.NIRGraph:
         out_shape = self.graph.shape_of(self.graph.output)
-        self.nodes["readout"] = nir.I(r=np.ones(out_shape, np.float32), metadata=NodeMeta(role="readout").as_metadata())
+        last = self.graph.nodes.get(self.graph.output)  # the readout sums the last layer: its ONNX node
+        meta = NodeMeta(role="readout", onnx_node=last.onnx_node if last is not None else "")
+        self.nodes["readout"] = nir.I(r=np.ones(out_shape, np.float32), metadata=meta.as_metadata())
         self.connect("readout", self.terms[self.graph.output], out_shape)
         self.nodes["output"] = nir.Output(output_type={"output": np.array(out_shape)})
         self.edges.append(("readout", "output"))

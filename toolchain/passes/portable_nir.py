@@ -103,7 +103,8 @@ def _sum_pool(name: str, node: nir.AvgPool2d, shape: tuple[int, ...], nodes: dic
         nodes[target] = dataclasses.replace(weighted, weight=np.ascontiguousarray(np.asarray(weighted.weight, np.float32) * factor))
         return
     mean = f"{name}_mean"
-    nodes[mean] = nir.Scale(scale=np.full(shape, factor, np.float32), metadata=NodeMeta(role="mean").as_metadata())
+    tagged = NodeMeta(role="mean", onnx_node=NodeMeta.of(node).onnx_node).as_metadata()
+    nodes[mean] = nir.Scale(scale=np.full(shape, factor, np.float32), metadata=tagged)
     edges[:] = [(mean, d) if s == name else (s, d) for s, d in edges] + [(name, mean)]
 
 
