@@ -144,6 +144,17 @@ def test_functional_relus_are_named_after_their_block_or_numbered(tmp_path, expo
     assert NodeMeta.of(graph.nodes["if1_scale"]).onnx_node == NodeMeta.of(graph.nodes["if1"]).onnx_node
 
 
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_a_module_wrapping_the_whole_model_is_left_out_of_the_names(tmp_path, exporter):
+    """A model inside a wrapper (Sequential(net=...), a backbone attribute) gets the model's own names."""
+    torch.manual_seed(0)
+    wrapped = nn.Sequential()
+    wrapped.add_module("net", Net())
+    path = export(wrapped.eval(), (1, 8, 8), tmp_path / "wrapped.onnx", exporter)
+    names = [n for n in layers(snn(path, (1, 8, 8))) if not n.endswith("_scale")]
+    assert names == ["stem", "if1", "block.conv1", "block.relu", "block.conv2", "block.relu_1", "flatten1", "head", "readout"]
+
+
 def test_group_members_and_portable_nodes_are_named_after_their_layer(tmp_path):
     torch.manual_seed(0)
     path = export(Net().eval(), (1, 8, 8), tmp_path / "net.onnx", "legacy")

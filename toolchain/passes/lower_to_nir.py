@@ -12,10 +12,11 @@ becomes one placement node (1×1 Conv2d or Affine) per input.
 
 Node names (`layer_names`) are the model's own layer names where the exporter kept them: the module path
 (`layer1.0.conv1`, `features.1`), with the kind added where one module holds several layers (`block.relu`) and
-`_1`, `_2` where one module runs several times. Layers without a module path, and the layers of a top-level
-`nn.Sequential` (whose paths start with an index: positions, not names), are numbered per kind (`conv1`, `if1`).
-Nodes the lowering adds are named after their layer (`if1_scale`, `concat1_in0`); each node keeps the name of the
-ONNX node it came from in its metadata (`onnx_node`).
+`_1`, `_2` where one module runs several times; a module that wraps all the others is left out (`net.conv1` →
+`conv1`). Layers without a module path, and the layers of a top-level `nn.Sequential` (whose paths start with an
+index: positions, not names), are numbered per kind (`conv1`, `if1`). Nodes the lowering adds are named after
+their layer (`if1_scale`, `concat1_in0`); each node keeps the name of the ONNX node it came from in its metadata
+(`onnx_node`).
 """
 
 from __future__ import annotations
@@ -53,14 +54,20 @@ def layer_names(graph: AnnGraph, neuron: str = "if") -> dict[str, str]:
     layers = [n for n in graph.nodes.values() if not isinstance(n.op, Add)]
     # a path that starts with an index is a position in a top-level nn.Sequential, not a name
     scoped = [n for n in layers if n.scope and not n.scope.split(".")[0].isdigit()]
+    paths = {n.name: n.scope for n in scoped}
+    heads, rest = {path.split(".")[0] for path in paths.values()}, [path.partition(".")[2] for path in paths.values()]
+    if len(heads) == 1 and any(rest) and not any(r.split(".")[0].isdigit() for r in rest):
+        # One module wraps all the others: the names are the wrapped model's (its own functional ops unscoped).
+        paths = {name: path.partition(".")[2] for name, path in paths.items()}
+        scoped = [n for n in scoped if paths[n.name]]
     by_scope: dict[str, list] = {}
     for node in scoped:
-        by_scope.setdefault(node.scope, []).append(node)
+        by_scope.setdefault(paths[node.name], []).append(node)
     bases = {}
     for scope, nodes in by_scope.items():
         # A module that holds other layers' modules (a block) runs its own ops functionally: name them by kind.
         onnx_nodes = {n.onnx_node for n in nodes}
-        block = any(n.scope.startswith(scope + ".") and n.onnx_node not in onnx_nodes for n in scoped)
+        block = any(paths[n.name].startswith(scope + ".") and n.onnx_node not in onnx_nodes for n in scoped)
         words = [n.op.kind if isinstance(n.op, Activation) else _kind(n.op, neuron) for n in nodes]
         for node, word in zip(nodes, words):
             bases[node.name] = f"{scope}.{word}" if block or len(set(words)) > 1 else scope
