@@ -97,7 +97,7 @@ def layer_names(graph: AnnGraph, neuron: str = "if") -> dict[str, str]:
             if f"{kind}{counters[kind]}" not in taken:
                 break
         names[node.name] = claim(f"{kind}{counters[kind]}")
-    return names
+    return {node.name: names[node.name] for node in layers}
 
 
 @dataclass
