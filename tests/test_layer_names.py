@@ -182,7 +182,8 @@ def test_layers_without_module_paths_are_numbered_per_kind(zoo, tmp_path):
 
 
 def test_dynamo_namespace_alone_gives_the_module_path(tmp_path):
-    """Files whose nodes carry only the `namespace` entry (no name_scopes) still give module paths."""
+    """Files whose nodes carry only the `namespace` entry (no name_scopes) still give module paths; a module named
+    like one of snnc's own nodes (input, output, readout) gets a suffix."""
     def node(op, inputs, outputs, name, namespace):
         made = helper.make_node(op, inputs, outputs, name=name)
         made.metadata_props.add(key="namespace", value=namespace)
@@ -191,11 +192,11 @@ def test_dynamo_namespace_alone_gives_the_module_path(tmp_path):
     root = ": mymodels.Net"
     nodes = [node("Gemm", ["x", "w1"], ["h"], "node_linear", f"{root}/encoder: torch.nn.Sequential/encoder.0: torch.nn.Linear/linear: aten.linear.default"),
              node("Relu", ["h"], ["r"], "node_relu", f"{root}/encoder: torch.nn.Sequential/encoder.1: torch.nn.ReLU/relu: aten.relu.default"),
-             node("Gemm", ["r", "w2"], ["y"], "node_linear_1", f"{root}/head: torch.nn.Linear/linear_1: aten.linear.default")]
+             node("Gemm", ["r", "w2"], ["y"], "node_linear_1", f"{root}/readout: torch.nn.Linear/linear_1: aten.linear.default")]
     path = tmp_path / "namespace.onnx"
     model(nodes, (6,), (3,), {"w1": rand(6, 5), "w2": rand(5, 3, seed=1)}, path=path)
     graph = snn(path, (6,))
-    assert layers(graph) == ["encoder.0", "encoder.1", "head", "readout"]
+    assert layers(graph) == ["encoder.0", "encoder.1", "readout_1", "readout"]  # snnc's own names stay snnc's
     assert NodeMeta.of(graph.nodes["encoder.1"]).onnx_node == "node_relu"
 
 
