@@ -37,6 +37,14 @@ from toolchain.neurons import get_model
 RESERVED = ("input", "output", "readout")
 
 
+def unique_name(base: str, *taken) -> str:
+    """`base`, or `base_1`, `base_2`, ... : the first that none of the collections in `taken` holds."""
+    candidate, k = base, 1
+    while any(candidate in t for t in taken):
+        candidate, k = f"{base}_{k}", k + 1
+    return candidate
+
+
 def _kind(op, neuron: str) -> str:
     """The word a layer's name uses for its op: the neuron model for an activation, else the NIR op."""
     if isinstance(op, Activation):
@@ -74,11 +82,9 @@ def layer_names(graph: AnnGraph, neuron: str = "if") -> dict[str, str]:
     names, taken = {}, set(RESERVED)
 
     def claim(base: str) -> str:
-        candidate, k = base, 1
-        while candidate in taken:
-            candidate, k = f"{base}_{k}", k + 1
-        taken.add(candidate)
-        return candidate
+        name = unique_name(base, taken)
+        taken.add(name)
+        return name
 
     counts = Counter(bases.values())
     for node in scoped:  # a name one layer has alone first, so that no `_1` of another takes it
@@ -117,13 +123,11 @@ class _Lowering:
         self.edges: list[tuple[str, str]] = []
         self.terms: dict[str, list[_Term]] = {graph.input_name: [_Term("input", None)]}
         self.names = layer_names(graph, self.model.name)
+        self.layers = set(self.names.values())
 
     def derived(self, base: str) -> str:
         """A name for a node the lowering adds, after its layer (unique among the nodes so far and the layers)."""
-        candidate, k = base, 1
-        while candidate in self.nodes or candidate in RESERVED or (candidate != base and candidate in self.names.values()):
-            candidate, k = f"{base}_{k}", k + 1
-        return candidate
+        return unique_name(base, self.nodes, RESERVED, self.layers)
 
     def materialise(self, terms: list[_Term], shape) -> list[str]:
         """NIR nodes whose plain sum is the tensor: a Scale node for every term with a factor."""

@@ -39,6 +39,7 @@ from toolchain.ir.schedule import windowed_layers
 from toolchain.ir.shapes import node_shapes
 from toolchain.neurons import get_model
 from toolchain.passes.expand_group_neurons import expand_group_neurons
+from toolchain.passes.lower_to_nir import unique_name
 
 PROFILE = "portable"
 
@@ -85,7 +86,8 @@ def _split_neuron(name: str, node: nir.IF, nodes: dict, edges: list) -> None:
     v_init = np.broadcast_to(np.asarray(meta.v_init, np.float32), shape)
     fires_at = np.nextafter(threshold - v_init, np.float32(-np.inf), dtype=np.float32)
     tagged = lambda role: NodeMeta(layer=meta.group or name, onnx_node=meta.onnx_node, role=role).as_metadata()
-    potential, reset = f"{name}_v", f"{name}_reset"
+    potential = unique_name(f"{name}_v", nodes)
+    reset = unique_name(f"{name}_reset", nodes, {potential})
     nodes[potential] = nir.I(r=np.asarray(node.r, np.float32), metadata=tagged("potential"))
     nodes[name] = nir.Threshold(threshold=np.ascontiguousarray(fires_at), metadata=tagged("spikes"))
     nodes[reset] = nir.Scale(scale=np.ascontiguousarray(-threshold), metadata=tagged("reset"))
@@ -102,7 +104,7 @@ def _sum_pool(name: str, node: nir.AvgPool2d, shape: tuple[int, ...], nodes: dic
         weighted = nodes[target]  # a new node: the compact graph's stays as it was
         nodes[target] = dataclasses.replace(weighted, weight=np.ascontiguousarray(np.asarray(weighted.weight, np.float32) * factor))
         return
-    mean = f"{name}_mean"
+    mean = unique_name(f"{name}_mean", nodes)
     tagged = NodeMeta(role="mean", onnx_node=NodeMeta.of(node).onnx_node).as_metadata()
     nodes[mean] = nir.Scale(scale=np.full(shape, factor, np.float32), metadata=tagged)
     edges[:] = [(mean, d) if s == name else (s, d) for s, d in edges] + [(name, mean)]
