@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmarks.coverage_models import ResNet18, seeded_model, ARCHITECTURES
-from tests.onnx_models import model, rand
+from tests.onnx_models import Qcfs, model, rand
 from toolchain.frontend import import_onnx, load_onnx
 from toolchain.inspect import inspect_model
 from toolchain.ir.metadata import NodeMeta
@@ -142,6 +142,20 @@ def test_functional_relus_are_named_after_their_block_or_numbered(tmp_path, expo
     kept = onnx_names(path)
     assert all(NodeMeta.of(graph.nodes[n]).onnx_node in kept for n in names)
     assert NodeMeta.of(graph.nodes["if1_scale"]).onnx_node == NodeMeta.of(graph.nodes["if1"]).onnx_node
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_a_qcfs_module_of_many_onnx_nodes_is_one_layer_named_by_its_module(tmp_path, exporter):
+    torch.manual_seed(0)
+    net = nn.Module()
+    net.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), Qcfs(1.0), nn.AvgPool2d(2), nn.Conv2d(4, 4, 3, padding=1), Qcfs(1.5))
+    net.classifier = nn.Linear(4 * 4 * 4, 10)
+    net.forward = lambda x: net.classifier(net.features(x).flatten(1))
+    path = export(net.eval(), (1, 8, 8), tmp_path / "qcfs.onnx", exporter)
+    graph = snn(path, (1, 8, 8))
+    assert layers(graph) == ["features.0", "features.1", "features.2", "features.3", "features.4", "flatten1", "classifier", "readout"]
+    assert NodeMeta.of(graph.nodes["features.1"]).activation == "qcfs"
+    assert NodeMeta.of(graph.nodes["features.1"]).onnx_node in onnx_names(path)
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
