@@ -9,6 +9,7 @@ import onnx
 from toolchain.errors import SnncError
 from toolchain.frontend import SUPPORTED_OPS, import_onnx, load_onnx
 from toolchain.passes import canonicalise
+from toolchain.passes.lower_to_nir import layer_names
 from toolchain.report.render import table
 
 
@@ -56,9 +57,11 @@ def inspect_model(path: str, maxpool: str = "spiking", drop_lrn: bool = False) -
                   if status in ("UNSUPPORTED", "BLOCKS (--drop-lrn drops it)")]
         lines += ["", "conversion fails; blocking nodes:", f"  {failure}", *(f"  {o}" for o in others)]
         return "\n".join(lines), False
-    lines += ["", "canonical graph (what snnc converts):", *table(
+    names = layer_names(graph)  # the NIR nodes' names (an activation without a module path: if1, if2, ...)
+    lines += ["", "canonical graph (what snnc converts; a merge has no layer of its own):", *table(
         ["layer", "op", "shape", "from ONNX node"],
-        [[n.name, getattr(n.op, "kind", type(n.op).__name__), "x".join(map(str, n.shape)), n.onnx_node] for n in graph.nodes.values()],
+        [[names.get(n.name, "—"), getattr(n.op, "kind", type(n.op).__name__), "x".join(map(str, n.shape)), n.onnx_node]
+         for n in graph.nodes.values()],
     )]
     lines += [f"note: {n}" for n in graph.notes]
     return "\n".join(lines), True

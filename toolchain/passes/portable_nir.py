@@ -47,6 +47,7 @@ from toolchain.ir.schedule import windowed_layers
 from toolchain.ir.shapes import node_shapes
 from toolchain.neurons import get_model
 from toolchain.passes.expand_group_neurons import expand_group_neurons
+from toolchain.passes.lower_to_nir import unique_name
 
 PROFILE = "portable"
 STEP_SECONDS = 1e-4
@@ -106,12 +107,12 @@ def _integrate_and_fire(name: str, node: nir.IF, shape: tuple[int, ...], gain: n
         tau_syn=ones * np.float32(SYNAPSE_SECONDS), tau_mem=ones * np.float32(MEMBRANE_SECONDS), r=ones,
         v_leak=0 * ones, v_reset=0 * ones, w_in=ones * np.float32(SYNAPSE_SECONDS / STEP_SECONDS),
         v_threshold=np.nextafter(threshold - v_init, np.float32(-np.inf), dtype=np.float32), metadata=tagged("spikes"))
-    reset = f"{name}_reset"
+    reset = unique_name(f"{name}_reset", nodes)
     nodes[reset] = _diagonal_synapse(-threshold, tagged("reset"))
     if nodes[reset] is None:
         raise SnncError(f"layer '{name}': the portable profile needs one threshold per channel of a feature map")
     if len(shape) == 1:
-        relay = f"{name}_reset_relay"
+        relay = unique_name(f"{name}_reset_relay", nodes)
         nodes[relay] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=0, metadata=tagged("reset"))
         edges += [(name, reset), (reset, relay), (relay, name)]
     else:
