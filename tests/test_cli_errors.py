@@ -124,7 +124,10 @@ def test_inspect_model_zoo_files(tmp_path, name, options, converts):
     if converts:
         assert "UNSUPPORTED" not in result.stdout
     else:
-        assert "(LRN)" in result.stdout.split("blocking nodes")[1] or "MaxPool" in result.stdout.split("blocking nodes")[1]
+        # every LRN, not only the first at which the import stops, and marked so in the table
+        blockers = result.stdout.split("blocking nodes")[1]
+        assert "node 'n2' (LRN)" in blockers and "node 'n6' (LRN) blocks (--drop-lrn drops it)" in blockers
+        assert "| n6        | LRN             | 1x256x26x26  | BLOCKS (--drop-lrn drops it) |" in result.stdout
 
 
 @pytest.mark.parametrize("option,value", [("--samples", "-3"), ("--samples", "0"), ("--batch-size", "-5"), ("--threads", "0"),

@@ -106,6 +106,6 @@ def test_the_zoo_lenet_with_max_pooling_passes_the_spike_check(zoo):
                        samples=200, calibration_samples=200)
     graph = net.networks[8]["loihi"]
     assert sum(NodeMeta.of(node).pool == "max" for node in graph.nodes.values()) == 2
-    assert [NodeMeta.of(graph.nodes[name]).host for name in ("conv1", "conv2")] == [False, True]
+    assert [NodeMeta.of(graph.nodes[name]).host for name in ("normalize", "conv1")] == [False, True]
     check = net.check("lava", samples=6)
     assert check["passed"], check

@@ -4,16 +4,13 @@ The compact model.nir by NIR's standard meaning: SpikingJelly's nir_exchange (th
 the spikes snnc's reference runtime fires on the same file read without snnc's metadata.
 
 The portable profile (`portable_nir`, written as model.portable.nir): SpikingJelly 2.0.0, snnTorch 1.0.0 and
-Norse 1.1.0 load it with their own NIR loaders and must fire, per layer, exactly the spikes the reference runtime
-fires on the compact graph with snnc's semantics (soft reset, v_init, group neurons). None of them maps NIR's
-`I`, `Threshold` or `Scale` (asserted below, so that this file notices when one does); those three are given
-to each loader as the modules `NIR_EQUATIONS` below, written from NIR 1.0.8's equations with dt = 1, and
-everything else (convolutions, linear layers, sum pooling, flatten, the graph executor with its recurrent edges)
-is the consumer's own. Their own bugs are worked around here and reported as theirs in docs/nir.md:
-snnTorch and Norse flatten the batch dimension (NIR's Flatten dims count from the first per-sample dim), and
-the deprecated `nirtorch.load` that Norse uses returns the last node of its traversal, not the Output, and runs
-nodes in depth-first order: where branches meet (expanded group neurons) that is not exact, and the test asserts
-that documented difference instead.
+Norse 1.1.0 load it with their own NIR loaders, at the time step the file is written for, and must fire, per
+layer, exactly the spikes the reference runtime fires on the compact graph with snnc's semantics (soft reset,
+v_init, group neurons). Nothing of theirs is replaced; two of their bugs are worked around by the runner
+(`benchmarks.nir_consumers.run_consumer`, which also writes docs/nir.md's table) and reported as theirs there: snnTorch and Norse flatten the batch dimension (NIR's Flatten dims count from the first
+per-sample dim), and the deprecated `nirtorch.load` that Norse uses returns the last node of its traversal, not
+the Output, and runs nodes in depth-first order: where branches meet (expanded group neurons) that is not
+exact, and the test asserts that documented difference instead.
 """
 
 import nir
@@ -22,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.nir_consumers import CONSUMERS, run_consumer, spiking_layers
 from targets.reference import ReferenceRuntime
 from tests.conftest import ZOO
 from toolchain.data import fit_to_input, load_dataset
@@ -89,109 +87,20 @@ def test_spikingjelly_fires_what_the_reference_runtime_fires(tmp_path, compact, 
     np.testing.assert_allclose(torch.stack(outputs).sum(0).numpy(), ours.readout, rtol=1e-5, atol=1e-4)
 
 
-# The three standard NIR nodes that none of the consumers maps, by NIR 1.0.8's equations at dt = 1.
-class Integrator(torch.nn.Module):
-    """nir.I: v[t] = v[t-1] + r·input[t], from v = 0; its output is v."""
-
-    def __init__(self, node: nir.I):
-        super().__init__()
-        self.r = torch.from_numpy(np.asarray(node.r, np.float32))
-
-    def forward(self, x, state=None):
-        v = self.r * x if state is None else state + self.r * x
-        return v, v
-
-
-class Threshold(torch.nn.Module):
-    """nir.Threshold: 1 where input > threshold, else 0."""
-
-    def __init__(self, node: nir.Threshold):
-        super().__init__()
-        self.threshold = torch.from_numpy(np.asarray(node.threshold, np.float32))
-
-    def forward(self, x):
-        return (x > self.threshold).to(x.dtype)
-
-
-class Scale(torch.nn.Module):
-    """nir.Scale: input times scale, elementwise."""
-
-    def __init__(self, node: nir.Scale):
-        super().__init__()
-        self.scale = torch.from_numpy(np.asarray(node.scale, np.float32))
-
-    def forward(self, x):
-        return x * self.scale
-
-
-NIR_EQUATIONS = {nir.I: Integrator, nir.Threshold: Threshold, nir.Scale: Scale}
-
-
-def _load_spikingjelly(path):
-    return nir_exchange.import_from_nir(str(path), dt=1.0, step_mode="s")
-
-
-def _load_snntorch(path):
-    from snntorch.import_nir import import_from_nir
-    return import_from_nir(nir.read(str(path)))
-
-
-def _load_norse(path):
-    from norse.torch import from_nir
-    return from_nir(nir.read(str(path)), dt=1.0)
-
-
-CONSUMERS = {"spikingjelly": _load_spikingjelly, "snntorch": _load_snntorch, "norse": _load_norse}
 INSTALL = {"snntorch": "snntorch==1.0.0", "norse": "norse==1.1.0"}
-
-
-@pytest.fixture
-def with_nir_equations(monkeypatch):
-    """The consumers' loaders, given NIR_EQUATIONS for the node types they lack: SpikingJelly and snnTorch build on
-    nirtorch.nir_to_torch, Norse on the deprecated nirtorch.load with its own node function."""
-    to_torch = nirtorch.nir_to_torch
-    monkeypatch.setattr(nirtorch, "nir_to_torch", lambda graph, node_map, *args, **kwargs: to_torch(graph, {**node_map, **NIR_EQUATIONS}, *args, **kwargs))
-    try:
-        import norse.torch.utils.import_nir as norse_import
-    except ImportError:
-        return
-    norse_module = norse_import._import_norse_module
-    monkeypatch.setattr(norse_import, "_import_norse_module", lambda node, *args, **kwargs:
-                        NIR_EQUATIONS[type(node)](node) if type(node) in NIR_EQUATIONS else norse_module(node, *args, **kwargs))
-
-
-def _run(module: torch.nn.Module, x: np.ndarray, layer_of: dict[str, str]) -> tuple[dict[str, int], np.ndarray]:
-    """Spikes per layer (summed over every Threshold of the layer) and the Output summed over the steps."""
-    for submodule in module.modules():  # their bug: NIR's Flatten dims count per sample, theirs include the batch
-        if isinstance(submodule, torch.nn.Flatten) and submodule.start_dim == 0:
-            submodule.start_dim = 1
-    spikes, outputs = {}, []
-    for name, submodule in module.named_modules():
-        if isinstance(submodule, Threshold):
-            layer = layer_of[name.rsplit(".", 1)[-1]]
-            submodule.register_forward_hook(lambda _, __, out, layer=layer: spikes.__setitem__(layer, spikes.get(layer, 0) + int(out.sum())))
-    state = None
-    with torch.no_grad():
-        for _ in range(TIMESTEPS):
-            output, state = module(torch.from_numpy(x)) if state is None else module(torch.from_numpy(x), state)
-            # their bug (nirtorch.load, Norse): it returns the last node of its traversal; the Output's value is cached
-            outputs.append(state.cache["output"] if hasattr(state, "cache") else output)
-    return spikes, torch.stack(outputs).sum(0).numpy()
 
 
 @pytest.mark.parametrize("neuron", ["if", "gn"])
 @pytest.mark.parametrize("consumer", list(CONSUMERS))
-def test_consumers_fire_snncs_spikes_from_the_portable_file(consumer, neuron, tmp_path, compact, digits, with_nir_equations):
+def test_consumers_fire_snncs_spikes_from_the_portable_file(consumer, neuron, tmp_path, compact, digits):
     if consumer in INSTALL:
         pytest.importorskip(consumer, reason=f"`make setup` installs {INSTALL[consumer]} with --no-deps")
     path = tmp_path / "model.portable.nir"
     nir.write(str(path), portable_nir(compact[neuron]))
-    portable = nir.read(str(path))
-    layer_of = {name.replace(".", "_"): str(node.metadata[KEY]["layer"]) for name, node in portable.nodes.items()
-                if isinstance(node, nir.Threshold)}
+    layer_of = spiking_layers(path)
 
     ours = ReferenceRuntime(compact[neuron]).run(digits, TIMESTEPS)
-    spikes, readout = _run(CONSUMERS[consumer](path), digits, layer_of)
+    spikes, readout = run_consumer(consumer, path, digits, TIMESTEPS)
 
     assert len(layer_of) == (3 * DEFAULT_TAU if neuron == "gn" else 3)
     if (consumer, neuron) == ("norse", "gn"):
@@ -206,40 +115,45 @@ def test_consumers_fire_snncs_spikes_from_the_portable_file(consumer, neuron, tm
     assert (readout.argmax(1) == ours.predictions[-1]).all()
 
 
-@pytest.mark.parametrize("consumer", list(CONSUMERS))
-def test_consumers_do_not_map_the_standard_nodes_of_the_portable_file(consumer, tmp_path, compact):
-    """The documented difference: without NIR_EQUATIONS, every consumer stops at I, Threshold or Scale (Norse's
-    node function returns None for them, and nirtorch.load then fails on the missing module's name)."""
-    if consumer in INSTALL:
-        pytest.importorskip(consumer, reason=f"`make setup` installs {INSTALL[consumer]} with --no-deps")
-    path = tmp_path / "model.portable.nir"
-    nir.write(str(path), portable_nir(compact["if"]))
-    with pytest.raises(Exception, match=r"Unknown node type <class 'nir\.ir\.(threshold\.Threshold|neuron\.I|linear\.Scale)'>|^'if1_v'$"):
-        CONSUMERS[consumer](path)(torch.zeros(1, 1, 8, 8))
-
-
 def test_windowed_neurons_have_no_portable_form():
     ann = canonicalise(import_onnx(ZOO / "digits_cnn_qcfs8.onnx", "error"))
     with pytest.raises(SnncError, match="layer 'parallel1': parallel neurons fire from their whole window"):
         portable_nir(lower_to_nir(ann, "parallel"))
 
 
-def test_average_pooling_before_a_neuron_becomes_sum_pooling_and_a_scale(tmp_path, digits, with_nir_equations):
-    """No weights follow this pooling to fold 1/k² into, so the portable graph scales the sums (a torch export)."""
+POOLED = {
+    # if1's spike amplitude is a Scale (no weights follow before if2), which becomes a diagonal 1×1 Conv2d, and 1/4 goes into it
+    "spikes": lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AvgPool2d(2), torch.nn.ReLU(),
+                                          torch.nn.Flatten(), torch.nn.Linear(64, 10)),
+    # the pooled input goes straight into if1, whose threshold and reset take the 4
+    "input": lambda: torch.nn.Sequential(torch.nn.AvgPool2d(2), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(16, 10)),
+}
+
+
+@pytest.mark.parametrize("pooled", list(POOLED))
+@pytest.mark.parametrize("consumer", list(CONSUMERS))
+def test_average_pooling_is_sum_pooling_with_the_mean_folded_in(consumer, pooled, tmp_path, digits):
+    """Torch exports whose average pooling has no weights right after it."""
+    if consumer in INSTALL:
+        pytest.importorskip(consumer, reason=f"`make setup` installs {INSTALL[consumer]} with --no-deps")
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AvgPool2d(2), torch.nn.ReLU(),
-                              torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
     onnx_path = tmp_path / "pooled.onnx"
-    torch.onnx.export(net, (torch.from_numpy(digits[:2]),), str(onnx_path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "b"}})
+    torch.onnx.export(POOLED[pooled]().eval(), (torch.from_numpy(digits[:2]),), str(onnx_path), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "b"}})
     ann = calibrate_thresholds(canonicalise(import_onnx(onnx_path, "error")), load_onnx(onnx_path), digits, 99.9, False, 1)
     compact = lower_to_nir(ann, "if")
     path = tmp_path / "model.portable.nir"
     nir.write(str(path), portable_nir(compact))
     portable = nir.read(str(path))
-    assert isinstance(portable.nodes["pool1"], nir.SumPool2d) and ("pool1", "pool1_mean") in map(tuple, portable.edges)
+    assert isinstance(portable.nodes["pool1"], nir.SumPool2d)
+    if pooled == "spikes":
+        amplitude = next(name for name, node in compact.nodes.items() if isinstance(node, nir.Scale))
+        np.testing.assert_array_equal(portable.nodes[amplitude].weight[:, :, 0, 0] * 4, np.diag(compact.nodes[amplitude].scale[:, 0, 0]))
+    else:
+        np.testing.assert_array_equal(portable.nodes["if1_reset"].weight[0, 0, 0, 0], -4 * compact.nodes["if1"].v_threshold.flat[0])
 
     ours = ReferenceRuntime(compact).run(digits, TIMESTEPS)
-    spikes, readout = _run(_load_spikingjelly(path), digits, {"if1": "if1", "if2": "if2"})
+    spikes, readout = run_consumer(consumer, path, digits, TIMESTEPS)
 
     assert spikes == ours.spikes and all(count > 0 for count in spikes.values())
     np.testing.assert_allclose(readout, ours.readout, rtol=1e-5, atol=1e-4)

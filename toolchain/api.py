@@ -145,8 +145,9 @@ class CompiledNetwork:
                 if section is not None:
                     report[target.name] = section
             write_reports(folder, report)
+            written = sorted(path.name for path in folder.iterdir())
         echo(terminal(report))
-        echo(f"wrote {outdir}/model.nir, {outdir}/report.json, {outdir}/report.md, {outdir}/report.html")
+        echo("wrote " + ", ".join(f"{outdir}/{name}" for name in written))
         return report
 
 

@@ -99,7 +99,9 @@ CANONICAL_OPS = LINEAR_OPS + (MaxPool, Activation, Add, Concat)
 
 @dataclass(eq=False)
 class Node:
-    """One operation: its op, the names of the nodes it reads, its per-sample output shape, and where it came from."""
+    """One operation: its op, the names of the nodes it reads, its per-sample output shape, and where it came from:
+    the ONNX node and output, and `scope`, the module path the exporter recorded for it ('layer1.0.conv1'; a
+    second node made from the same ONNX node adds a tail, 'fc.flatten'), empty when the exporter kept none."""
 
     name: str
     op: object
@@ -107,6 +109,7 @@ class Node:
     shape: tuple[int, ...]
     onnx_node: str = ""
     onnx_output: str = ""
+    scope: str = ""
 
 
 @dataclass(eq=False)

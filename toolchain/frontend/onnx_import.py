@@ -9,6 +9,7 @@ or QCFS; per-channel constants become `ChannelAffine`s that `fold_channel_affine
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from pathlib import Path
@@ -155,7 +156,9 @@ class Importer:
             raise _Unsupported(f"gives an empty output of shape {tuple(shape)}; remove it or give its weights a size")
         if not _finite(op):
             raise _Unsupported("has NaN or infinite weights; check the trained model (e.g. for a diverged training run)")
-        self.nodes[name] = Node(name, op, sources, tuple(int(d) for d in shape), onnx_node.name, onnx_node.output[0])
+        scope = _scope(onnx_node)
+        self.nodes[name] = Node(name, op, sources, tuple(int(d) for d in shape), onnx_node.name, onnx_node.output[0],
+                                scope + suffix if scope else "")
         self.tensor[onnx_node.output[0]] = name
         self.reshaped.pop(onnx_node.output[0], None)
         if reshaped_to is not None and tuple(reshaped_to) != self.nodes[name].shape:
@@ -503,6 +506,40 @@ def _node_name(onnx_name: str, fallback: str) -> str:
     """A graph-node name that NIR/HDF5 accept: ONNX's '/block/conv/Conv' becomes 'block.conv.Conv'."""
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", ".", onnx_name).strip(".")
     return cleaned or fallback
+
+
+# The module path of a node, as torch's exporters record it (tests/test_layer_names.py exports real models):
+# dynamo=True puts the modules' qualified names in the node's metadata, the last entry being the traced op
+# (['', 'layer1', 'layer1.0', 'layer1.0.conv1', 'conv2d_3']), or in `namespace` (': ResNet/layer1: Sequential/...');
+# the legacy exporter names the node by its scopes and op type ('/layer1/layer1.0/conv1/Conv').
+SCOPES_KEY, NAMESPACE_KEY = "pkg.torch.onnx.name_scopes", "namespace"
+# dynamo folds a BatchNorm into its convolution under the BatchNorm's scope; the weights keep the layer's name.
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _scope(onnx_node: onnx.NodeProto) -> str:
+    """The module path the exporter recorded for the node ('layer1.0.conv1'), '' when it recorded none."""
+    meta = {p.key: p.value for p in onnx_node.metadata_props}
+    if SCOPES_KEY in meta or NAMESPACE_KEY in meta:
+        try:
+            parts = [str(p) for p in ast.literal_eval(meta[SCOPES_KEY])][1:-1]
+        except (KeyError, ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+            parts = [p.split(":")[0].strip() for p in meta.get(NAMESPACE_KEY, "").split("/")][1:-1]
+    elif onnx_node.name.startswith("/"):
+        parts = onnx_node.name.strip("/").split("/")[:-1]
+    else:
+        return ""
+    weight = onnx_node.input[1] if onnx_node.op_type in WEIGHTED_OPS and len(onnx_node.input) > 1 else ""
+    if weight.endswith(".weight"):
+        parts = [weight[: -len(".weight")]]
+    path, previous = [], ""
+    for part in parts:  # each level may repeat its parent's qualified name: 'layer1', 'layer1.0' -> 'layer1.0'
+        if previous and part.startswith(previous + "."):
+            path.append(part[len(previous) + 1:])
+        elif part:
+            path.append(part)
+        previous = part or previous
+    return _node_name(".".join(path), "")
 
 
 def _unique(name: str, taken: dict, *reserved: str) -> str:

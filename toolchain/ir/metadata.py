@@ -28,7 +28,7 @@ written through `NodeMeta`; the graph carries `GraphMeta`. The fields are the ke
 |                      |            | portable profile: `potential`, `spikes`, `reset`, `mean`            |
 | layer                | portable   | the layer whose spikes a portable node counts                       |
 | weight_exp, host     | weighted   | Loihi precision: weights × 2^weight_exp; computed on the host       |
-| onnx_node            | any        | the ONNX node the NIR node came from                                |
+| onnx_node            | any        | the ONNX node the NIR node came from (an added node: its layer's)   |
 
 Spike amplitudes are folded into the weights of the next layer (or a `Scale` node), so an IF node's output
 is its spike count, which is also what NIR's standard meaning gives.

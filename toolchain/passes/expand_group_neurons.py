@@ -24,6 +24,7 @@ from toolchain.ir.metadata import NodeMeta, with_meta
 from toolchain.ir.verify import verify_nir
 from toolchain.neurons import get_model
 from toolchain.neurons.gn import member_initial_potentials
+from toolchain.passes.lower_to_nir import unique_name
 
 
 def _is_group(node) -> bool:
@@ -42,7 +43,7 @@ def expand_group_neurons(graph: nir.NIRGraph) -> nir.NIRGraph:
         targets = [d for s, d in edges if s == name]
         edges = [(s, d) for s, d in edges if name not in (s, d)]
         for k, v_init in enumerate(member_initial_potentials(threshold, tau)):
-            member = f"{name}.m{k}"
+            member = unique_name(f"{name}.m{k}", nodes)
             member_meta = dataclasses.replace(meta, max_spikes_per_step=1, v_init=v_init, group=name, member=k, members=tau)
             nodes[member] = nir.IF(r=group.r, v_threshold=threshold, v_reset=group.v_reset, metadata=member_meta.as_metadata())
             edges += [(s, member) for s in sources] + [(member, d) for d in targets]

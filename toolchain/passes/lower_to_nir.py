@@ -9,10 +9,19 @@ tensor, which NIR nodes sum to it and with what per-channel factor, and folds th
 Affine/Conv2d weights. Where no weights follow (a neuron, the readout, a residual merge of different
 amplitudes) an explicit `nir.Scale` is inserted. Add needs no node (NIR sums the edges into a node); Concat
 becomes one placement node (1×1 Conv2d or Affine) per input.
+
+Node names (`layer_names`) are the model's own layer names where the exporter kept them: the module path
+(`layer1.0.conv1`, `features.1`), with the kind added where one module holds several layers (`block.relu`) and
+`_1`, `_2` where one module runs several times; a module that wraps all the others is left out (`net.conv1` →
+`conv1`). Layers without a module path, and the layers of a top-level `nn.Sequential` (whose paths start with an
+index: positions, not names), are numbered per kind (`conv1`, `if1`). Nodes the lowering adds are named after
+their layer (`if1_scale`, `concat1_in0`); each node keeps the name of the ONNX node it came from in its metadata
+(`onnx_node`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import nir
@@ -23,6 +32,78 @@ from toolchain.graph import Activation, Add, AnnGraph, Concat, MaxPool
 from toolchain.ir.metadata import GraphMeta, NodeMeta
 from toolchain.ir.verify import verify_nir
 from toolchain.neurons import get_model
+
+
+RESERVED = ("input", "output", "readout")
+
+
+def unique_name(base: str, *taken) -> str:
+    """`base`, or `base_1`, `base_2`, ... : the first that none of the collections in `taken` holds."""
+    candidate, k = base, 1
+    while any(candidate in t for t in taken):
+        candidate, k = f"{base}_{k}", k + 1
+    return candidate
+
+
+def _kind(op, neuron: str) -> str:
+    """The word a layer's name uses for its op: the neuron model for an activation, else the NIR op."""
+    if isinstance(op, Activation):
+        return neuron
+    if isinstance(op, Concat):
+        return "concat"
+    if isinstance(op, (nir.Affine, nir.Linear, nir.Conv2d)):
+        return "conv" if isinstance(op, nir.Conv2d) else "fc"
+    return {nir.Flatten: "flatten", nir.Scale: "scale", MaxPool: "maxpool"}.get(type(op), "pool")
+
+
+def layer_names(graph: AnnGraph, neuron: str = "if") -> dict[str, str]:
+    """The NIR name of every ANN node that the lowering turns into NIR nodes (all but Add), unique and valid for
+    NIR/HDF5 (the module docstring has the rules)."""
+    layers = [n for n in graph.nodes.values() if not isinstance(n.op, Add)]
+    # a path that starts with an index is a position in a top-level nn.Sequential, not a name
+    scoped = [n for n in layers if n.scope and not n.scope.split(".")[0].isdigit()]
+    paths = {n.name: n.scope for n in scoped}
+    heads, rest = {path.split(".")[0] for path in paths.values()}, [path.partition(".")[2] for path in paths.values()]
+    if len(heads) == 1 and any(rest) and not any(r.split(".")[0].isdigit() for r in rest):
+        # One module wraps all the others: the names are the wrapped model's (its own functional ops unscoped).
+        paths = {name: path.partition(".")[2] for name, path in paths.items()}
+        scoped = [n for n in scoped if paths[n.name]]
+    by_scope: dict[str, list] = {}
+    for node in scoped:
+        by_scope.setdefault(paths[node.name], []).append(node)
+    bases = {}
+    for scope, nodes in by_scope.items():
+        # A module that holds other layers' modules (a block) runs its own ops functionally: name them by kind.
+        onnx_nodes = {n.onnx_node for n in nodes}
+        block = any(paths[n.name].startswith(scope + ".") and n.onnx_node not in onnx_nodes for n in scoped)
+        words = [n.op.kind if isinstance(n.op, Activation) else _kind(n.op, neuron) for n in nodes]
+        for node, word in zip(nodes, words):
+            bases[node.name] = f"{scope}.{word}" if block or len(set(words)) > 1 else scope
+    names, taken = {}, set(RESERVED)
+
+    def claim(base: str) -> str:
+        name = unique_name(base, taken)
+        taken.add(name)
+        return name
+
+    counts = Counter(bases.values())
+    for node in scoped:  # a name one layer has alone first, so that no `_1` of another takes it
+        if counts[bases[node.name]] == 1:
+            names[node.name] = claim(bases[node.name])
+    for node in scoped:
+        if node.name not in names:
+            names[node.name] = claim(bases[node.name])
+    counters: dict[str, int] = {}
+    for node in layers:
+        if node.name in names:
+            continue
+        kind = _kind(node.op, neuron)
+        while True:
+            counters[kind] = counters.get(kind, 0) + 1
+            if f"{kind}{counters[kind]}" not in taken:
+                break
+        names[node.name] = claim(f"{kind}{counters[kind]}")
+    return {node.name: names[node.name] for node in layers}
 
 
 @dataclass
@@ -41,11 +122,12 @@ class _Lowering:
         self.nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(graph.input_shape)})}
         self.edges: list[tuple[str, str]] = []
         self.terms: dict[str, list[_Term]] = {graph.input_name: [_Term("input", None)]}
-        self.counters: dict[str, int] = {}
+        self.names = layer_names(graph, self.model.name)
+        self.layers = set(self.names.values())
 
-    def fresh(self, kind: str) -> str:
-        self.counters[kind] = self.counters.get(kind, 0) + 1
-        return f"{kind}{self.counters[kind]}"
+    def derived(self, base: str) -> str:
+        """A name for a node the lowering adds, after its layer (unique among the nodes so far and the layers)."""
+        return unique_name(base, self.nodes, RESERVED, self.layers)
 
     def materialise(self, terms: list[_Term], shape) -> list[str]:
         """NIR nodes whose plain sum is the tensor: a Scale node for every term with a factor."""
@@ -54,9 +136,10 @@ class _Lowering:
             if term.factor is None:
                 names.append(term.node)
                 continue
-            name = self.fresh("scale")
+            name = self.derived(f"{term.node}_scale")
             full = np.broadcast_to(term.factor.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
-            self.nodes[name] = nir.Scale(scale=np.ascontiguousarray(full, np.float32), metadata=NodeMeta(role="amplitude").as_metadata())
+            meta = NodeMeta(role="amplitude", onnx_node=NodeMeta.of(self.nodes[term.node]).onnx_node)
+            self.nodes[name] = nir.Scale(scale=np.ascontiguousarray(full, np.float32), metadata=meta.as_metadata())
             self.edges.append((term.node, name))
             names.append(name)
         return names
@@ -91,16 +174,14 @@ class _Lowering:
         if factor is False or (isinstance(op, MaxPool) and factor is not None and (factor <= 0).any()):
             terms, factor = [_Term(n, None) for n in self.materialise(terms, in_shape)], None
         if isinstance(op, (nir.Affine, nir.Linear, nir.Conv2d)):
-            kind = "conv" if isinstance(op, nir.Conv2d) else "fc"
             new = _with_input_factor(op, factor)
             out_factor = None
         else:
-            kind = {nir.Flatten: "flatten", nir.Scale: "scale", MaxPool: "maxpool"}.get(type(op), "pool")
             new = _copy(op)
             meta.pool = "max" if isinstance(op, MaxPool) else ""
             meta.pads = list(op.padding) if isinstance(op, MaxPool) and len(op.padding) == 4 else None
             out_factor = None if factor is None else _propagate_factor(op, factor, in_shape)
-        name = self.fresh(kind)
+        name = self.names[ann.name]
         new.metadata = meta.as_metadata()
         self.nodes[name] = new
         for term in terms:
@@ -113,7 +194,7 @@ class _Lowering:
         per_neuron = np.broadcast_to(threshold.reshape((-1,) + (1,) * (len(in_shape) - 1)) if threshold.ndim else threshold, in_shape)
         options = self.neuron_options
         params = self.model.parameters(per_neuron, **{k: options[k] for k in self.model.parameter_options})
-        name = self.fresh(self.model.name)
+        name = self.names[ann.name]
         meta.neuron, meta.reset, meta.max_spikes_per_step = self.model.name, "subtract", int(params.max_spikes)
         meta.v_init = np.ascontiguousarray(np.broadcast_to(params.v_init, in_shape), np.float32)
         meta.activation, meta.threshold, meta.levels = op.kind, np.atleast_1d(threshold), int(op.levels or 0)
@@ -135,7 +216,7 @@ class _Lowering:
     def lower_concat(self, ann, meta) -> None:
         total = ann.shape[0]
         offset, out_terms = 0, []
-        for source in ann.inputs:
+        for k, source in enumerate(ann.inputs):
             shape = self.graph.shape_of(source)
             terms = self.terms[source]
             factor = self.shared_factor(terms)
@@ -149,7 +230,7 @@ class _Lowering:
             else:
                 node = nir.Conv2d(input_shape=shape[1:], weight=place[:, :, None, None], stride=1, padding=0,
                                   dilation=1, groups=1, bias=np.zeros(total, np.float32), metadata=meta.as_metadata())
-            name = self.fresh("concat")
+            name = self.derived(f"{self.names[ann.name]}_in{k}")
             self.nodes[name] = node
             for term in terms:
                 self.edges.append((term.node, name))
@@ -158,7 +239,9 @@ class _Lowering:
 
     def finish(self) -> nir.NIRGraph:
         out_shape = self.graph.shape_of(self.graph.output)
-        self.nodes["readout"] = nir.I(r=np.ones(out_shape, np.float32), metadata=NodeMeta(role="readout").as_metadata())
+        last = self.graph.nodes.get(self.graph.output)  # the readout sums the last layer: its ONNX node
+        meta = NodeMeta(role="readout", onnx_node=last.onnx_node if last is not None else "")
+        self.nodes["readout"] = nir.I(r=np.ones(out_shape, np.float32), metadata=meta.as_metadata())
         self.connect("readout", self.terms[self.graph.output], out_shape)
         self.nodes["output"] = nir.Output(output_type={"output": np.array(out_shape)})
         self.edges.append(("readout", "output"))

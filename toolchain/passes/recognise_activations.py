@@ -123,4 +123,5 @@ def recognise_activations(graph: AnnGraph) -> AnnGraph:
         if isinstance(op, ChannelAffine):
             channels = graph.shape_of(entry)[0]
             op = ChannelAffine(np.repeat(op.scale, channels), np.repeat(op.shift, channels))
-        graph.nodes[exit_node.name] = Node(exit_node.name, op, [entry], exit_node.shape, exit_node.onnx_node, exit_node.onnx_output)
+        graph.nodes[exit_node.name] = Node(exit_node.name, op, [entry], exit_node.shape, exit_node.onnx_node, exit_node.onnx_output,
+                                              exit_node.scope)

@@ -40,16 +40,22 @@ def cost_sections(report: dict) -> list[Section]:
     return sections
 
 
+def onnx_node_of(report: dict) -> dict[str, str]:
+    """Each spiking layer's ONNX node, from report.json's `layers` (a layer without one reads '—')."""
+    return {row["name"]: row.get("onnx_node") or "—" for row in report.get("layers", [])}
+
+
 def _operations(report: dict, target: str) -> Section:
     entry = report["targets"][target]
     samples, last = max(entry["samples"], 1), max(report["timesteps"])
+    onnx_nodes = onnx_node_of(report)
     rows, totals = [], [0] * 6
     for layer in entry["synops"]:
         values = [entry["neurons"][layer], entry["macs"][layer], entry["input_macs_per_step"][layer],
                   entry["synapses"][layer], entry["synops"][layer] / samples, entry["graded_synops"][layer] / samples]
         totals = [a + b for a, b in zip(totals, values)]
-        rows.append([layer, *_counts(values), _per_synapse(values[4], values[3])])
-    rows.append(["all", *_counts(totals), _per_synapse(totals[4], totals[3])])
+        rows.append([layer, onnx_nodes.get(layer, "—"), *_counts(values), _per_synapse(values[4], values[3])])
+    rows.append(["all", "", *_counts(totals), _per_synapse(totals[4], totals[3])])
     return Section(
         "Operations per layer",
         f"Per inference on {target} at T={last}. A layer is where synapses end (spiking layers and the readout). "
@@ -57,7 +63,8 @@ def _operations(report: dict, target: str) -> Section:
         "computed at every step; synapses: those spikes drive; synops: synaptic events (a neuron emitting n spikes "
         "in a step: n events per synapse); graded: one event per synapse per step with n > 0 (Loihi 2 graded "
         "spikes). See docs/energy.md.",
-        ["layer", "neurons", "ANN MACs", "input MACs/step", "synapses", "synops", "graded synops", "spikes/synapse"], rows)
+        ["layer", "ONNX node", "neurons", "ANN MACs", "input MACs/step", "synapses", "synops", "graded synops",
+         "spikes/synapse"], rows)
 
 
 def _counts(values) -> list[str]:
@@ -117,16 +124,17 @@ def _resources(report: dict) -> list[Section]:
                         "Cores each chip needs for this network; the limits and mapping rules, with their sources, are in "
                         "docs/resources.md. Binary-spike chips run group neurons as their binary members.",
                         ["chip", "fits", "cores", "chips", "spikes"], rows)]
+    onnx_nodes = onnx_node_of(report)
     for chip in resources.values():
         if chip["mapping"] == "core array":
-            header = ["layer", "compartments", "cores", "what sets the cores"]
-            rows = [[row["layer"], str(row["neurons"]), str(row["cores"]) if row["fits"] else "does not fit", row["reason"]]
-                    for row in chip["layers"]]
+            header = ["layer", "ONNX node", "compartments", "cores", "what sets the cores"]
+            rows = [[row["layer"], onnx_nodes.get(row["layer"], "—"), str(row["neurons"]),
+                     str(row["cores"]) if row["fits"] else "does not fit", row["reason"]] for row in chip["layers"]]
             notes = chip["findings"][1 + len(rows):]  # after the summary and one finding per layer
         else:
-            header = ["layer", "convolution", "kernel memory", "neuron memory", "core"]
-            rows = [[row["layer"], row["convolution"], str(row["kernel_memory"]), str(row["neuron_memory"]),
-                     "—" if row["core"] is None else str(row["core"])] for row in chip["layers"]]
+            header = ["layer", "ONNX node", "convolution", "kernel memory", "neuron memory", "core"]
+            rows = [[row["layer"], onnx_nodes.get(row["layer"], "—"), row["convolution"], str(row["kernel_memory"]),
+                     str(row["neuron_memory"]), "—" if row["core"] is None else str(row["core"])] for row in chip["layers"]]
             notes = chip["findings"][1:]
         sections.append(Section(chip["name"], chip["findings"][0], header, rows, notes))
     return sections
