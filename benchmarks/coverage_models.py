@@ -60,9 +60,10 @@ class ResNet18(nn.Module):
 
 
 class VGG11BN(nn.Module):
-    """torchvision's VGG-11-BN: on a 32×32 input the map before AdaptiveAvgPool2d((7,7)) is 1×1, so the pool
-    replicates each channel 49 times for the classifier; on a 64×64 input (Tiny ImageNet's) it is 2×2, so the pool's
-    bins overlap."""
+    """torchvision's VGG-11-BN: on ImageNet's 224×224 the map before AdaptiveAvgPool2d((7,7)) is 7×7 and the pool is
+    an identity; on a 32×32 input the map is 1×1, so the pool replicates each channel 49 times for the classifier;
+    on a 64×64 input (Tiny ImageNet's) it is 2×2, so the pool's bins overlap. Torch's legacy exporter writes the
+    pool only where the map's size is a multiple of 7."""
 
     def __init__(self, width: int = 4, classes: int = 10, hidden: int = 32):
         super().__init__()
@@ -218,6 +219,7 @@ class Architecture:
 
 ARCHITECTURES = [
     Architecture("ResNet-18", ResNet18, (3, 32, 32)),
+    Architecture("VGG-11-BN, 224×224", VGG11BN, (3, 224, 224)),
     Architecture("VGG-11-BN", VGG11BN, (3, 32, 32)),
     Architecture("VGG-11-BN, 64×64", VGG11BN, (3, 64, 64)),
     Architecture("MobileNetV2", MobileNetV2, (3, 32, 32)),
