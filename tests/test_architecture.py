@@ -87,6 +87,24 @@ def test_no_module_imports_a_private_name():
     assert not private, "\n".join(private)
 
 
+def private_imports_in(folder: Path) -> list[str]:
+    """Private names that the files of a folder outside the packages (tests, benchmarks) import from the project."""
+    project = (*PACKAGES, "tests", "benchmarks")
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in project:
+                found += [f"{folder.name}/{path.relative_to(folder)} imports {alias.name} from {node.module}" for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return found
+
+
+@pytest.mark.parametrize("folder", ["tests", "benchmarks"])
+def test_tests_and_benchmarks_import_no_private_name(folder):
+    private = private_imports_in(ROOT / folder)
+    assert not private, "\n".join(private)
+
+
 def test_no_import_cycle():
     graph = {}
     for module, target, _ in edges():
@@ -108,6 +126,9 @@ def test_the_checks_catch_what_they_are_for(tmp_path, source, expected):
     path.write_text(source)
     found = imports(path, "toolchain.errors", modules())
     if expected == "private":
+        (tmp_path / "tests").mkdir()
+        (tmp_path / "tests" / "test_planted.py").write_text(source)
+        assert private_imports_in(tmp_path / "tests") == ["tests/test_planted.py imports _topological_order from targets.reference.runtime"]
         assert any(n and n.startswith("_") for _, n in found)
     else:
         assert any(stage_of(t) > stage_of("toolchain.errors") for t, _ in found)

@@ -7,7 +7,7 @@ import nir
 import numpy as np
 import pytest
 
-from toolchain.chips import _check_sources, load_chips
+from toolchain.chips import check_sources, load_chips
 from targets.reference import ReferenceRuntime
 from toolchain.costs import energy_report, resource_report, structure_of, synaptic_operations
 from toolchain.report import operations_entry, target_entry
@@ -288,6 +288,6 @@ def test_every_chip_number_names_its_source():
     chips = load_chips()
     assert {"cmos45nm", "loihi1", "loihi2", "speck", "spinnaker1", "spinnaker2", "truenorth"} <= set(chips)
     with pytest.raises(ValueError, match="bare number"):
-        _check_sources({"limits": {"cores": 9}}, "x.toml")
+        check_sources({"limits": {"cores": 9}}, "x.toml")
     with pytest.raises(ValueError, match="without a source"):
-        _check_sources({"limits": {"cores": {"value": 9, "source": " "}}}, "x.toml")
+        check_sources({"limits": {"cores": {"value": 9, "source": " "}}}, "x.toml")

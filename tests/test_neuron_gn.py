@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from targets.reference import ReferenceRuntime
 from targets.reference.neurons import Signal, soft_reset
-from tests.test_neuron_if import _on_edge
+from tests.test_neuron_if import on_rounding_edge
 from toolchain.neurons import gn, if_neuron, qcfs, simulate
 from toolchain.passes import expand_group_neurons
 from toolchain.ir.metadata import KEY
@@ -41,7 +41,7 @@ def test_g3_bounded_input_mean_equals_qcfs_with_tau_times_t_levels(threshold, ta
     params = gn.parameters(threshold, tau)
     mean_output = simulate(x, params).mean(0)[0] * np.float64(params.unit_threshold)
     expected = qcfs(x.mean(), np.float64(threshold), tau * timesteps)
-    assert np.isclose(mean_output, expected, atol=1e-9) or _on_edge(x.mean(), threshold, tau * timesteps)
+    assert np.isclose(mean_output, expected, atol=1e-9) or on_rounding_edge(x.mean(), threshold, tau * timesteps)
 
 
 def test_runtime_graded_kernel_matches_the_spec_bit_for_bit():

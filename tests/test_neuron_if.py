@@ -21,7 +21,7 @@ def test_q1_constant_input_mean_equals_qcfs_with_t_levels(threshold, timesteps, 
     mean_output = simulate(x, params).mean(0) * params.unit_threshold
     expected = qcfs(np.float64(value), np.float64(params.unit_threshold), timesteps)
     # Exact up to the rounding of an input sitting on a step edge.
-    assert np.isclose(mean_output[0], expected, atol=1e-9) or _on_edge(value, threshold, timesteps)
+    assert np.isclose(mean_output[0], expected, atol=1e-9) or on_rounding_edge(value, threshold, timesteps)
 
 
 @settings(max_examples=200, deadline=None)
@@ -32,10 +32,11 @@ def test_q1_bounded_time_varying_input(threshold, timesteps, data):
     params = if_neuron.parameters(threshold)
     mean_output = simulate(x, params).mean(0)[0] * np.float64(params.unit_threshold)
     expected = qcfs(x.mean(), np.float64(threshold), timesteps)
-    assert np.isclose(mean_output, expected, atol=1e-9) or _on_edge(x.mean(), threshold, timesteps)
+    assert np.isclose(mean_output, expected, atol=1e-9) or on_rounding_edge(x.mean(), threshold, timesteps)
 
 
-def _on_edge(value, threshold, levels) -> bool:
+def on_rounding_edge(value, threshold, levels) -> bool:
+    """Whether QCFS's rounding of `value` sits on a half step, where float error may round either way."""
     position = value * levels / threshold + 0.5
     return abs(position - round(position)) < 1e-6
 

@@ -21,7 +21,7 @@ def load_chips() -> dict[str, dict]:
     chips = {}
     for path in sorted(FOLDER.glob("*.toml")):
         chip = tomllib.loads(path.read_text())
-        _check_sources(chip, path.name)
+        check_sources(chip, path.name)
         chips[path.stem] = chip
     return chips
 
@@ -31,16 +31,17 @@ def value(figure: dict):
     return figure["value"]
 
 
-def _check_sources(entry, where: str) -> None:
+def check_sources(entry, where: str) -> None:
+    """Every number of a chip file's entry is a `{ value, source }` pair with a non-empty source."""
     if isinstance(entry, dict):
         if "value" in entry:
             if not str(entry.get("source", "")).strip():
                 raise ValueError(f"toolchain/chips/{where}: a number without a source")
             return
         for key, item in entry.items():
-            _check_sources(item, f"{where}: {key}")
+            check_sources(item, f"{where}: {key}")
     elif isinstance(entry, list):
         for item in entry:
-            _check_sources(item, where)
+            check_sources(item, where)
     elif isinstance(entry, (int, float)) and not isinstance(entry, bool):
         raise ValueError(f"toolchain/chips/{where} is a bare number; write it as {{ value = ..., source = \"...\" }}")
