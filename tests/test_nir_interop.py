@@ -157,3 +157,31 @@ def test_average_pooling_is_sum_pooling_with_the_mean_folded_in(consumer, pooled
 
     assert spikes == ours.spikes and all(count > 0 for count in spikes.values())
     np.testing.assert_allclose(readout, ours.readout, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("consumer", list(CONSUMERS))
+def test_grouped_convolutions_are_written_dense(consumer, tmp_path, digits):
+    """A MobileNet-style depthwise block: NIR 1.0.8's type inference ignores `groups` (nir.read refuses a grouped
+    Conv2d), so the portable file writes it dense, zeros between the groups, and the consumers still fire snnc's spikes."""
+    if consumer in INSTALL:
+        pytest.importorskip(consumer, reason=f"`make setup` installs {INSTALL[consumer]} with --no-deps")
+    torch.manual_seed(0)
+    onnx_path = tmp_path / "depthwise.onnx"
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, padding=1, groups=4),
+                              torch.nn.ReLU(), torch.nn.Conv2d(4, 8, 1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(512, 10))
+    torch.onnx.export(net.eval(), (torch.from_numpy(digits[:2]),), str(onnx_path), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "b"}})
+    ann = calibrate_thresholds(canonicalise(import_onnx(onnx_path, "error")), load_onnx(onnx_path), digits, 99.9, False, 1)
+    compact = lower_to_nir(ann, "if")
+    path = tmp_path / "model.portable.nir"
+    nir.write(str(path), portable_nir(compact))
+    grouped, dense = compact.nodes["conv2"], nir.read(str(path)).nodes["conv2"]
+    assert grouped.groups == 4 and dense.groups == 1
+    np.testing.assert_array_equal(dense.weight[[0, 1, 2, 3], [0, 1, 2, 3]], grouped.weight[:, 0])
+    assert np.count_nonzero(dense.weight) == np.count_nonzero(grouped.weight)
+
+    ours = ReferenceRuntime(compact).run(digits, TIMESTEPS)
+    spikes, readout = run_consumer(consumer, path, digits, TIMESTEPS)
+
+    assert spikes == ours.spikes and all(count > 0 for count in spikes.values())
+    np.testing.assert_allclose(readout, ours.readout, rtol=1e-5, atol=1e-4)

@@ -24,6 +24,8 @@ profile"), for their common time step dt = 1e-4 s (snnTorch's fixed one, Spiking
 - `AvgPool2d` is `SumPool2d`, its 1/(kh·kw) folded into the next weights (through `Flatten`), or into the
   neuron it alone feeds (threshold and reset × kh·kw); exact for 2×2 windows (a power of two), else within
   float rounding; where neither follows, it stays an `AvgPool2d`;
+- a grouped (depthwise) `Conv2d` is written dense, zeros between its groups: NIR 1.0.8's type inference ignores
+  `groups`, so `nir.read` could not read the file back otherwise;
 - the readout integrator is dropped: the Output receives the last layer's per-step values, and their sum over
   the steps is snnc's readout (its argmax is the prediction).
 
@@ -63,6 +65,8 @@ def portable_nir(graph: nir.NIRGraph) -> nir.NIRGraph:
     for name, node in graph.nodes.items():
         if isinstance(node, nir.Scale):
             _scale_as_synapse(name, node, shapes[name], nodes)
+        elif isinstance(node, nir.Conv2d) and node.groups != 1:
+            nodes[name] = _ungrouped(node)
     input_gain: dict[str, np.float32] = {}  # neuron -> the factor a folded average pooling leaves on its input
     for name, node in graph.nodes.items():
         if isinstance(node, nir.AvgPool2d):
@@ -140,6 +144,18 @@ def _diagonal_synapse(factors: np.ndarray, metadata: dict) -> nir.NIRNode | None
     weight[np.arange(channels), np.arange(channels), 0, 0] = per_channel[:, 0]
     return nir.Conv2d(input_shape=factors.shape[1:], weight=weight, stride=1, padding=0, dilation=1, groups=1,
                       bias=np.zeros(channels, np.float32), metadata=metadata)
+
+
+def _ungrouped(conv: nir.Conv2d) -> nir.Conv2d:
+    """A grouped convolution as the dense one whose weights between groups are zero, exact: NIR 1.0.8 types a
+    Conv2d's input as weight.shape[1] channels whatever `groups` says, so `nir.read` refuses a grouped one."""
+    outputs, per_group = conv.weight.shape[:2]
+    out_per_group = outputs // conv.groups
+    weight = np.zeros((outputs, per_group * conv.groups, *conv.weight.shape[2:]), np.float32)
+    for group in range(conv.groups):
+        rows = slice(group * out_per_group, (group + 1) * out_per_group)
+        weight[rows, group * per_group:(group + 1) * per_group] = conv.weight[rows]
+    return dataclasses.replace(conv, weight=weight, groups=1)
 
 
 def _sum_pool(name: str, node: nir.AvgPool2d, nodes: dict, edges: list, input_gain: dict) -> None:

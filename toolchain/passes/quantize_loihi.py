@@ -112,8 +112,20 @@ class _Quantizer:
                 )
             if len(self.succs[current]) != 1:
                 raise SnncError(f"weighted node '{current}' feeds {len(self.succs[current])} layers; at Loihi precision each feeds one")
+            self._refuse_weighted_before(current)
             paths.append((current, gain))
         return paths
+
+    def _refuse_weighted_before(self, name: str) -> None:
+        """Between neuron layers one weighted node quantizes at the next layer's scale; two in a row (a map after an
+        activation that no weights could absorb) would need a scale for the values between them."""
+        for source in self.preds[name]:
+            while isinstance(self.graph.nodes[source], ROUTING) and len(self.preds[source]) == 1:
+                source = self.preds[source][0]
+            if isinstance(self.graph.nodes[source], WEIGHTED) and not self.reads_input(source):
+                raise SnncError(f"weighted nodes '{source}' and '{name}' follow each other between neuron layers (a map "
+                                "after an activation, e.g. a BatchNormalization after a ReLU, that shifts what a padded "
+                                "convolution reads); at Loihi precision there must be one (--target reference runs it)")
 
     def quantize_consumer(self, consumer: str, nodes: dict) -> float:
         """Quantize the weighted nodes feeding `consumer`; return the consumer's input scale S."""

@@ -9,10 +9,13 @@ refused with the ops it found.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from toolchain.errors import SnncError
 from toolchain.graph import Activation, Add, AnnGraph, ChannelAffine, Node, ScalarOp, verify
+from toolchain.passes.lower_to_nir import unique_name
 
 _UNARY = {
     "Relu": lambda x, *_: np.maximum(x, 0.0),
@@ -47,18 +50,39 @@ def _region(graph: AnnGraph, entry: str) -> list[str]:
     return region
 
 
-def _evaluate(graph: AnnGraph, entry: str, region: list[str], probe: np.ndarray) -> np.ndarray:
-    values = {entry: probe}
+def _evaluate(graph: AnnGraph, entry: str, region: list[str], probe: np.ndarray) -> dict[str, np.ndarray]:
+    """Every region node's value when the entry holds `probe`."""
+    values = {entry: probe.astype(np.float64)}
     for name in region:
         node = graph.nodes[name]
         with np.errstate(all="ignore"):
             values[name] = _apply(node.op, [values[i] for i in node.inputs])
-    return values[region[-1]]
+    return values
 
 
-def classify(f) -> Activation | ChannelAffine | None:
-    """Name the scalar function f: an Activation, a scalar affine map (ChannelAffine), None for identity.
+class ScalarFunction(NamedTuple):
+    """f(x) = post_scale · activation(pre_scale · x) + post_shift; no activation means the affine map alone."""
 
+    activation: Activation | None
+    pre_scale: float = 1.0
+    post_scale: float = 1.0
+    post_shift: float = 0.0
+
+
+def _first_reaching(unit, ceiling: float) -> float:
+    """The least x ≥ 0 at which the rising function `unit` reaches 1 (bisection; `unit(ceiling)` is 1)."""
+    low, high = 0.0, ceiling
+    while np.nextafter(low, high) < high:
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if unit(np.array([middle]))[0] >= 1.0 - 4 * np.finfo(float).eps else (middle, high)
+    return high
+
+
+def classify(f) -> ScalarFunction:
+    """Name the scalar function f: an affine map, or ReLU, clip(x, 0, λ) or QCFS scaled and shifted.
+
+    A positive scale goes into the activation's input (c · clip(x, 0, λ) = clip(c·x, 0, c·λ), likewise for ReLU
+    and QCFS), where the layer before folds it; a shift or a negative scale stays after the activation.
     Raises ValueError when f is none of them.
     """
     big = 1e6
@@ -67,29 +91,54 @@ def classify(f) -> Activation | ChannelAffine | None:
     b = float(f(np.zeros(1))[0])
     a = float(f(np.ones(1))[0]) - b
     if np.allclose(f(wide), a * wide + b, rtol=1e-6, atol=1e-6 * max(1.0, abs(b))):
-        return None if (a, b) == (1.0, 0.0) else ChannelAffine(np.array([a], np.float32), np.array([b], np.float32))
-    if np.allclose(f(wide), np.maximum(wide, 0.0), rtol=1e-6, atol=1e-9) and np.isclose(f(np.array([big]))[0], big):
-        return Activation("relu")
-    lam = float(f(np.array([big]))[0])
-    if not (np.isfinite(lam) and lam > 0 and abs(f(np.array([-big]))[0]) < 1e-9 * lam):
-        raise ValueError("it is not zero for large negative inputs and bounded above")
-    grid = np.linspace(-0.5 * lam, 1.5 * lam, 40001)
-    values = f(grid)
-    if np.allclose(values, np.clip(grid, 0.0, lam), rtol=1e-6, atol=1e-6 * lam):
-        return Activation("clip", threshold=lam)
-    levels = len(np.unique(np.round(values / lam, 6))) - 1
+        return ScalarFunction(None, post_scale=a, post_shift=b)
+    shift = float(f(np.array([-big]))[0])
+    rise = float(f(np.array([big]))[0]) - shift
+    tolerance = 1e-9 * max(1.0, float(np.max(np.abs(f(wide)))))  # float rounding of the ops
+    if not (np.isfinite(shift) and np.isfinite(rise) and rise != 0
+            and np.allclose(f(-np.abs(wide)), shift, rtol=0, atol=tolerance)):
+        raise ValueError("it is not constant for negative inputs, as ReLU, clip(x, 0, λ) and QCFS are")
+    if np.isclose(float(f(np.array([2 * big]))[0]) - shift, 2 * rise, rtol=1e-6):
+        scale = rise / big
+        if not np.allclose(f(wide), scale * np.maximum(wide, 0.0) + shift, rtol=1e-6, atol=tolerance):
+            raise ValueError("it grows without bound but is not a scaled ReLU")
+        return _scaled(Activation("relu"), scale, shift, scale)
+
+    def unit(x):  # f rescaled to rise from 0 to 1
+        return (f(x) - shift) / rise
+
+    top = _first_reaching(unit, big)
+    grid = np.linspace(-top, 3 * top, 40001)
+    values = unit(grid)
+    if np.allclose(values, np.clip(grid / top, 0.0, 1.0), rtol=1e-6, atol=1e-6):
+        return _scaled(Activation("clip", threshold=top), rise / top, shift, rise)
+    levels = len(np.unique(np.round(values, 6))) - 1
     if levels >= 1:
-        expected = lam / levels * np.clip(np.floor(grid * levels / lam + 0.5), 0, levels)
+        lam = top * levels / (levels - 0.5)  # QCFS reaches its top at (L − ½)·λ/L
+        expected = np.clip(np.floor(grid * levels / lam + 0.5), 0, levels) / levels
         # Away from the step edges the two must agree; at an edge float rounding may pick either side.
         edge_distance = np.abs(grid * levels / lam + 0.5 - np.round(grid * levels / lam + 0.5))
         away = edge_distance > 1e-4
-        if np.allclose(values[away], expected[away], rtol=1e-6, atol=1e-6 * lam):
-            return Activation("qcfs", threshold=lam, levels=int(levels))
-    raise ValueError(f"it is bounded by {lam:g} but is neither clip(x, 0, λ) nor a QCFS staircase")
+        if np.allclose(values[away], expected[away], rtol=1e-6, atol=1e-6):
+            return _scaled(Activation("qcfs", threshold=lam, levels=int(levels)), rise / lam, shift, rise)
+    raise ValueError(f"it rises by {rise:g} from its value for negative inputs but is neither a scaled clip(x, 0, λ) "
+                     "nor a QCFS staircase")
+
+
+def _scaled(activation: Activation, scale: float, shift: float, rise: float) -> ScalarFunction:
+    """scale · activation(x) + shift as a ScalarFunction. `rise` is what a shift is small against: a bounded
+    activation's exact top scale · λ (which becomes λ where the scale goes into the input), a ReLU's slope."""
+    scale = 1.0 if abs(scale - 1.0) < 1e-9 else scale  # unscaled: λ stays as the model wrote it (the rise)
+    shift = 0.0 if abs(shift) < 1e-9 * abs(rise) else shift
+    if scale < 0:
+        return ScalarFunction(activation, post_scale=scale, post_shift=shift)
+    if activation.threshold is not None:
+        activation.threshold = rise
+    return ScalarFunction(activation, pre_scale=scale, post_shift=shift)
 
 
 def recognise_activations(graph: AnnGraph) -> AnnGraph:
-    """Replace every scalar-op region by one Activation or ChannelAffine node, or drop it if it is identity."""
+    """Replace every scalar-op region by an Activation with the affine maps around it, an affine map, or nothing."""
     while True:
         first = next((n for n in graph.nodes.values() if isinstance(n.op, ScalarOp)), None)
         if first is None:
@@ -106,22 +155,60 @@ def recognise_activations(graph: AnnGraph) -> AnnGraph:
         if len(exits) != 1:
             raise SnncError(f"{graph.source}: elementwise nodes {ops} hand on {len(exits)} results; snnc needs one activation per layer")
         try:
-            op = classify(lambda probe: _evaluate(graph, entry, region, probe.astype(np.float64)))
+            function = classify(lambda probe: _evaluate(graph, entry, region, probe)[region[-1]])
         except ValueError as err:
             raise SnncError(
                 f"{graph.source}: elementwise nodes {ops} compute a function snnc cannot turn into spiking neurons "
                 f"({err}); use ReLU, Clip(0, λ) or the QCFS activation"
             )
-        exit_node = graph.nodes[exits[0]]
-        for name in region:
-            if name != exit_node.name:
-                del graph.nodes[name]
-        exit_node.inputs = [entry]
-        if op is None:
-            graph.remove(exit_node.name)
-            continue
-        if isinstance(op, ChannelAffine):
-            channels = graph.shape_of(entry)[0]
-            op = ChannelAffine(np.repeat(op.scale, channels), np.repeat(op.shift, channels))
-        graph.nodes[exit_node.name] = Node(exit_node.name, op, [entry], exit_node.shape, exit_node.onnx_node, exit_node.onnx_output,
-                                              exit_node.scope)
+        _replace_region(graph, entry, region, exits[0], function, ops)
+
+
+def _replace_region(graph: AnnGraph, entry: str, region: list[str], exit_name: str, function: ScalarFunction, ops: str) -> None:
+    """The region becomes a chain: the input scale (folded later into the layer before), the activation, the map after
+    it; the last takes the exit's name and ONNX output, so its readers are unchanged. An identity leaves nothing."""
+    channels = graph.shape_of(entry)[0]
+    exit_node = graph.nodes[exit_name]
+    has_post_map = (function.post_scale, function.post_shift) != (1.0, 0.0)
+    activation_tensor = "" if has_post_map else exit_node.onnx_output
+    if function.activation is not None and function.activation.kind == "relu" and has_post_map:
+        activation_tensor, scale = _relu_tensor(graph, entry, region, ops)
+        total = function.pre_scale * function.post_scale
+        function = function._replace(pre_scale=scale, post_scale=total / scale)
+    chain = []  # (op, the ONNX tensor that holds its value)
+    if function.pre_scale != 1.0:
+        chain.append((ChannelAffine(np.full(channels, function.pre_scale, np.float32), np.zeros(channels, np.float32)), ""))
+    if function.activation is not None:
+        chain.append((function.activation, activation_tensor))
+    if has_post_map:
+        chain.append((ChannelAffine(np.full(channels, function.post_scale, np.float32),
+                                    np.full(channels, function.post_shift, np.float32)), exit_node.onnx_output))
+    added, source = [], entry
+    for index, (op, onnx_output) in enumerate(chain):
+        word = "scale" if isinstance(op, ChannelAffine) else op.kind
+        name = exit_name if index == len(chain) - 1 else unique_name(f"{exit_name}.{word}", graph.nodes)
+        added.append(Node(name, op, [source], exit_node.shape, exit_node.onnx_node, onnx_output, exit_node.scope))
+        source = name
+    rebuilt = {}
+    for name, node in graph.nodes.items():
+        if name == exit_name:
+            rebuilt.update({node.name: node for node in added})
+        elif name not in region:
+            rebuilt[name] = node
+    graph.nodes.clear()
+    graph.nodes.update(rebuilt)
+    if not chain:
+        graph.replace_input(exit_name, entry)
+
+
+def _relu_tensor(graph: AnnGraph, entry: str, region: list[str], ops: str) -> tuple[str, float]:
+    """An ONNX tensor in the region that holds k · max(x, 0) with k > 0, and k: a ReLU followed by a shift or a
+    negative scale is that tensor's ReLU (max(k·x, 0)), whose threshold calibration sets from it."""
+    probe = np.linspace(-10, 10, 2001)
+    values = _evaluate(graph, entry, region, probe)
+    for name in region:
+        scale = float(values[name][-1]) / probe[-1]
+        if graph.nodes[name].onnx_output and scale > 0 and np.allclose(values[name], scale * np.maximum(probe, 0.0), rtol=1e-6, atol=1e-9):
+            return graph.nodes[name].onnx_output, scale
+    raise SnncError(f"{graph.source}: elementwise nodes {ops} shift or negate a ReLU whose own output no ONNX tensor "
+                    "holds; snnc sets a ReLU's threshold from that output: write the ReLU as its own op")

@@ -88,7 +88,8 @@ def _per_channel(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None
 
 
 def convert_scalar_unary(imp: Importer, node, attrs):
-    """Part of an activation: runs of elementwise ops are recognised as ReLU, clip(0, λ) or QCFS(λ, L)."""
+    """Part of an activation: runs of elementwise ops are recognised as ReLU, clip(0, λ) or QCFS(λ, L), scaled and
+    shifted (c·f(x) + b: c > 0 goes into the weights before, the rest into the weights after where exact)."""
     operands = [None]
     omitted = {1: -math.inf, 2: math.inf} if node.op_type == "Clip" else {}  # an omitted Clip bound does not clip
     for i in range(1, len(node.input)):
