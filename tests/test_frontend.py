@@ -255,6 +255,31 @@ def test_sum_and_mean_of_several_inputs(tmp_path, op):
     _check(tmp_path, model(nodes, (3, 4, 4), (3, 4, 4), weights, opset=9), rand(2, 3, 4, 4))
 
 
+@pytest.mark.parametrize("opset", [7, 8, 10])
+def test_old_opsets_are_upgraded_with_the_legacy_shape_arithmetic(tmp_path, opset):
+    """Conv, BatchNormalization, AveragePool, Dropout with its ratio attribute, the legacy exporter's
+    x.view(x.size(0), -1) (Shape, Gather, Unsqueeze with axes as an attribute, Concat, Reshape) and a Gemm that
+    opsets below 11 require to have C."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("BatchNormalization", ["c", "g", "be", "m", "v"], ["bn"], epsilon=1e-5),
+        helper.make_node("Relu", ["bn"], ["r"]),
+        helper.make_node("AveragePool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Dropout", ["p"], ["d"], ratio=0.5),
+        helper.make_node("Shape", ["d"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n"], ["n1"], axes=[0]),
+        helper.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["d", "shape"], ["f"]),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], transB=1),
+    ]
+    weights = {"w1": rand(4, 2, 3, 3), "b1": rand(4), "g": rand(4, low=0.5), "be": rand(4), "m": rand(4),
+               "v": rand(4, low=0.5, high=2), "zero": np.array(0, np.int64), "minus1": np.array([-1], np.int64),
+               "w2": rand(5, 36), "b2": rand(5)}
+    graph = _check(tmp_path, model(nodes, (2, 6, 6), (5,), weights, opset=opset), rand(3, 2, 6, 6, seed=1))
+    assert f"ONNX opset {opset} upgraded to 11 with onnx.version_converter" in graph.notes
+
+
 LIGHT = sorted((Path(onnx.__file__).parent / "backend/test/data/light").glob("light_*.onnx"))
 WITH_LRN = {"light_bvlc_alexnet", "light_inception_v1", "light_zfnet512"}
 
