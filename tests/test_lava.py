@@ -98,14 +98,40 @@ def test_cli_lava_target_smoke(zoo, tmp_path):
 
 def test_the_zoo_lenet_with_max_pooling_passes_the_spike_check(zoo):
     """Max pooling on Lava through the whole pipeline (calibration per T included). The model normalises its input
-    inside the network, so two convolutions run on the host before the first neurons: both stay analog and only
-    the second's output is rounded to the integer current Loihi receives, as on the reference."""
+    inside the network; its first convolution has no padding, so the normalisation folds into it."""
     import snnc
 
     net = snnc.compile(zoo / "mnist5k_lenet_maxpool.onnx", neuron="if", data="mnist5k", timesteps=(8,), targets=("lava",),
                        samples=200, calibration_samples=200)
     graph = net.networks[8]["loihi"]
     assert sum(NodeMeta.of(node).pool == "max" for node in graph.nodes.values()) == 2
-    assert [NodeMeta.of(graph.nodes[name]).host for name in ("normalize", "conv1")] == [False, True]
+    assert NodeMeta.of(graph.nodes["conv1"]).host and "normalize" not in graph.nodes
     check = net.check("lava", samples=6)
+    assert check["passed"], check
+
+
+def test_an_input_normalisation_before_a_padded_conv_runs_on_the_host(tmp_path):
+    """(x − m)/s before a padded convolution stays a node of its own (padding zeros are not normalised): two linear
+    nodes run on the host before the first neurons, both analog, and only the second's output is rounded to the
+    integer current Loihi receives, as on the reference."""
+    import torch
+
+    import snnc
+
+    class Normalised(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Linear(256, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(torch.relu(self.conv((x - 0.3) / 0.2)), 1))
+
+    torch.manual_seed(0)
+    path = tmp_path / "normalised.onnx"
+    torch.onnx.export(Normalised().eval(), (torch.rand(2, 1, 8, 8),), str(path), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "b"}})
+    net = snnc.compile(path, neuron="if", data="digits", timesteps=(8,), targets=("lava",), samples=60, calibration_samples=200)
+    graph = net.networks[8]["loihi"]
+    assert [NodeMeta.of(graph.nodes[name]).host for name in ("conv1", "conv")] == [False, True]  # only the second rounds
+    check = net.check("lava", samples=4)
     assert check["passed"], check

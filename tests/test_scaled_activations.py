@@ -144,3 +144,29 @@ def test_loihi_precision_refuses_only_a_map_left_between_weights(tmp_path, padde
             quantize_loihi(snn)
     else:
         assert quantize_loihi(snn).nodes
+
+
+class _Residual(torch.nn.Module):
+    """conv → ReLU → (conv + identity) → 2·clip(x, 0, 1) → flatten → linear: no weights compute the activation's input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2, self.fc = torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.Linear(48, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x))
+        return self.fc(torch.flatten(2 * torch.clamp(self.conv2(x) + x, 0, 1), 1))
+
+
+def test_a_scale_after_a_residual_add_goes_into_the_weights_after_the_activation(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(_Residual().eval(), (torch.rand(2, 2, 4, 4),), str(path), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "b"}})
+    graph = canonicalise(import_onnx(path))
+    clip = next(n for n in graph.nodes.values() if isinstance(n.op, Activation) and n.op.kind == "clip")
+    assert clip.op.threshold == pytest.approx(1.0, rel=1e-6) and type(graph.nodes[clip.inputs[0]].op).__name__ == "Add"
+    assert [type(graph.nodes[c].op).__name__ for c in graph.consumers(clip.name)] == ["Flatten"]
+    x = rand(32, 2, 4, 4, low=-2, high=2)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(evaluate_ann(graph, x), sess.run(None, {"x": x})[0], atol=1e-5, rtol=1e-5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import nir
 import numpy as np
 
 from toolchain.errors import SnncError
@@ -128,7 +129,9 @@ def classify(f) -> ScalarFunction:
 def _scaled(activation: Activation, scale: float, shift: float, rise: float) -> ScalarFunction:
     """scale · activation(x) + shift as a ScalarFunction. `rise` is what a shift is small against: a bounded
     activation's exact top scale · λ (which becomes λ where the scale goes into the input), a ReLU's slope."""
-    scale = 1.0 if abs(scale - 1.0) < 1e-9 else scale  # unscaled: λ stays as the model wrote it (the rise)
+    # Unscaled up to float32 rounding (QCFS written as ·(L/λ) … ·(λ/L) with both constants rounded): λ stays as the
+    # model wrote it, the rise.
+    scale = 1.0 if abs(scale - 1.0) < 1e-6 else scale
     shift = 0.0 if abs(shift) < 1e-9 * abs(rise) else shift
     if scale < 0:
         return ScalarFunction(activation, post_scale=scale, post_shift=shift)
@@ -175,6 +178,11 @@ def _replace_region(graph: AnnGraph, entry: str, region: list[str], exit_name: s
         activation_tensor, scale = _relu_tensor(graph, entry, region, ops)
         total = function.pre_scale * function.post_scale
         function = function._replace(pre_scale=scale, post_scale=total / scale)
+    if function.pre_scale != 1.0 and function.activation.threshold is not None and not _absorbs_scale(graph, entry):
+        # no weights before take the scale (a residual Add): act_{cλ}(c·x) = c·act_λ(x) puts it after the activation
+        function.activation.threshold /= function.pre_scale
+        function = function._replace(pre_scale=1.0, post_scale=function.pre_scale * function.post_scale)
+        has_post_map = True
     chain = []  # (op, the ONNX tensor that holds its value)
     if function.pre_scale != 1.0:
         chain.append((ChannelAffine(np.full(channels, function.pre_scale, np.float32), np.zeros(channels, np.float32)), ""))
@@ -199,6 +207,14 @@ def _replace_region(graph: AnnGraph, entry: str, region: list[str], exit_name: s
     graph.nodes.update(rebuilt)
     if not chain:
         graph.replace_input(exit_name, entry)
+
+
+def _absorbs_scale(graph: AnnGraph, entry: str) -> bool:
+    """Whether a scale on `entry` folds into the weights that compute it (fold_channel_affine, through a map there)."""
+    producer = graph.nodes.get(entry)
+    while producer is not None and isinstance(producer.op, ChannelAffine) and len(graph.consumers(producer.name)) == 1:
+        producer = graph.nodes.get(producer.inputs[0])
+    return producer is not None and isinstance(producer.op, (nir.Conv2d, nir.Affine, nir.Linear)) and len(graph.consumers(producer.name)) == 1
 
 
 def _relu_tensor(graph: AnnGraph, entry: str, region: list[str], ops: str) -> tuple[str, float]:
