@@ -6,7 +6,7 @@ count and precision. The CLI, the Python API, the benchmarks and the tests all b
     calibrate    calibrate_thresholds (plain ReLU: percentile, or each channel's maximum for training-free models)
                  → calibrate_distribution per T (distribution-aware models whose levels differ from T)
     lower        lower_to_nir → calibrate_rates per T (plain-ReLU networks with causal neurons)
-                 → quantize_loihi (per precision) → expand_group_neurons (binary targets)
+                 → compose_linear_chains → quantize_loihi (Loihi precision) → expand_group_neurons (binary targets)
 
 Every pass ends by verifying its output (`toolchain.graph.verify`, `toolchain.ir.verify.verify_nir`).
 """
@@ -28,7 +28,8 @@ from toolchain.graph import Activation, AnnGraph
 from toolchain.options import CompileOptions
 from targets import get_target
 from toolchain.passes import (
-    calibrate_distribution, calibrate_thresholds, canonicalise, expand_group_neurons, lower_to_nir, quantize_loihi,
+    calibrate_distribution, calibrate_thresholds, canonicalise, compose_linear_chains, expand_group_neurons, lower_to_nir,
+    quantize_loihi,
 )
 from toolchain.passes.calibrate_rates import ann_activation_means, calibrate_rates
 
@@ -133,7 +134,7 @@ def lower(graph: AnnGraph, options: CompileOptions, adjust=None) -> dict[str, ni
     compact = lower_to_nir(graph, options.neuron, options.neuron_options)
     compact = adjust(compact) if adjust else compact
     finish = expand_group_neurons if options.group_form() == "expanded" else (lambda g: g)
-    return {precision: finish(quantize_loihi(compact) if precision == "loihi" else compact)
+    return {precision: finish(quantize_loihi(compose_linear_chains(compact)) if precision == "loihi" else compact)
             for precision in options.precisions()}
 
 

@@ -3,6 +3,7 @@
 from toolchain.graph import AnnGraph, CANONICAL_OPS, verify
 from toolchain.passes.calibrate_distribution import calibrate_distribution
 from toolchain.passes.calibrate_thresholds import calibrate_thresholds
+from toolchain.passes.compose_linear_chains import compose_linear_chains
 from toolchain.passes.expand_group_neurons import expand_group_neurons
 from toolchain.passes.fold_channel_affine import fold_channel_affine
 from toolchain.passes.lower_to_nir import lower_to_nir
@@ -17,4 +18,4 @@ def canonicalise(graph: AnnGraph) -> AnnGraph:
     return verify(graph, allowed_ops=CANONICAL_OPS)
 
 
-__all__ = ["calibrate_distribution", "calibrate_thresholds", "canonicalise", "expand_group_neurons", "fold_channel_affine", "lower_to_nir", "quantize_loihi", "recognise_activations", "remove_identities"]
+__all__ = ["calibrate_distribution", "calibrate_thresholds", "canonicalise", "compose_linear_chains", "expand_group_neurons", "fold_channel_affine", "lower_to_nir", "quantize_loihi", "recognise_activations", "remove_identities"]

@@ -48,6 +48,7 @@ from toolchain.ir.metadata import GraphMeta, NodeMeta, with_meta
 from toolchain.ir.schedule import windowed_layers
 from toolchain.ir.shapes import node_shapes
 from toolchain.neurons import get_model
+from toolchain.passes.compose_linear_chains import ungrouped
 from toolchain.passes.expand_group_neurons import expand_group_neurons
 from toolchain.passes.lower_to_nir import unique_name
 
@@ -66,7 +67,7 @@ def portable_nir(graph: nir.NIRGraph) -> nir.NIRGraph:
         if isinstance(node, nir.Scale):
             _scale_as_synapse(name, node, shapes[name], nodes)
         elif isinstance(node, nir.Conv2d) and node.groups != 1:
-            nodes[name] = _ungrouped(node)
+            nodes[name] = ungrouped(node)  # NIR 1.0.8 reads a Conv2d's input as weight.shape[1] channels
     input_gain: dict[str, np.float32] = {}  # neuron -> the factor a folded average pooling leaves on its input
     for name, node in graph.nodes.items():
         if isinstance(node, nir.AvgPool2d):
@@ -144,18 +145,6 @@ def _diagonal_synapse(factors: np.ndarray, metadata: dict) -> nir.NIRNode | None
     weight[np.arange(channels), np.arange(channels), 0, 0] = per_channel[:, 0]
     return nir.Conv2d(input_shape=factors.shape[1:], weight=weight, stride=1, padding=0, dilation=1, groups=1,
                       bias=np.zeros(channels, np.float32), metadata=metadata)
-
-
-def _ungrouped(conv: nir.Conv2d) -> nir.Conv2d:
-    """A grouped convolution as the dense one whose weights between groups are zero, exact: NIR 1.0.8 types a
-    Conv2d's input as weight.shape[1] channels whatever `groups` says, so `nir.read` refuses a grouped one."""
-    outputs, per_group = conv.weight.shape[:2]
-    out_per_group = outputs // conv.groups
-    weight = np.zeros((outputs, per_group * conv.groups, *conv.weight.shape[2:]), np.float32)
-    for group in range(conv.groups):
-        rows = slice(group * out_per_group, (group + 1) * out_per_group)
-        weight[rows, group * per_group:(group + 1) * per_group] = conv.weight[rows]
-    return dataclasses.replace(conv, weight=weight, groups=1)
 
 
 def _sum_pool(name: str, node: nir.AvgPool2d, nodes: dict, edges: list, input_gain: dict) -> None:
