@@ -15,7 +15,8 @@ from targets.reference import ReferenceRuntime
 from toolchain.ir.kernels import apply_linear, linear_parameters
 from toolchain.ir.order import input_side_nodes
 from toolchain.passes import calibrate_thresholds, compose_linear_chains, lower_to_nir, quantize_loihi
-from toolchain.passes.compose_linear_chains import WEIGHTED, compose
+from toolchain.passes.compose_linear_chains import compose
+from toolchain.passes.quantize_loihi import WEIGHTED
 from toolchain.pipeline import import_model
 from toolchain.report import compare_runs
 

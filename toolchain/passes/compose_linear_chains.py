@@ -27,12 +27,12 @@ import nir
 import numpy as np
 
 from toolchain.ir.metadata import NodeMeta
-from toolchain.ir.order import input_side_nodes, successors, topological_order
+from toolchain.ir.order import input_side_nodes
 from toolchain.ir.shapes import node_shapes
 from toolchain.ir.verify import verify_nir
-from toolchain.passes.lower_to_nir import unique_name
+from toolchain.passes.lower_to_nir import unique_name, with_input_factor
+from toolchain.passes.quantize_loihi import WEIGHTED
 
-WEIGHTED = (nir.Affine, nir.Conv2d, nir.Scale)
 POOLS = (nir.AvgPool2d, nir.SumPool2d)
 
 
@@ -52,10 +52,9 @@ def _pointwise(node) -> bool:
             and np.all(np.asarray(node.stride) == 1) and np.all(np.asarray(node.padding) == 0))
 
 
-def _channel_factor(node: nir.Scale) -> np.ndarray | None:
-    """A Scale's one factor per channel (axis 0), or None when it varies within a channel."""
-    scale = np.asarray(node.scale, np.float32)
-    flat = scale.reshape(scale.shape[0], -1)
+def channel_factor(factors) -> np.ndarray | None:
+    """Scale factors as one per channel (axis 0; a vector is its own), or None when they vary within a channel."""
+    flat = np.asarray(factors, np.float32).reshape(np.shape(factors)[0], -1)
     return flat[:, 0] if np.all(flat == flat[:, :1]) else None
 
 
@@ -69,14 +68,6 @@ def _conv(template: nir.Conv2d, input_shape, weight: np.ndarray, bias: np.ndarra
                       bias=np.ascontiguousarray(bias, np.float32))
 
 
-def _reading_scaled(second, factor: np.ndarray):
-    """`second` (Affine or Conv2d) reading its input multiplied by `factor` (per element / per channel), no bias."""
-    if isinstance(second, nir.Affine):
-        return nir.Affine(weight=second.weight * factor[None, :], bias=np.zeros_like(_bias(second)))
-    dense = ungrouped(second)
-    return _conv(second, second.input_shape, dense.weight * factor[None, :, None, None], np.zeros_like(_bias(second)))
-
-
 def _scaled_output(first, factor: np.ndarray):
     """`first` (Affine or Conv2d) with its output multiplied by `factor` per channel."""
     if isinstance(first, nir.Affine):
@@ -87,13 +78,15 @@ def _scaled_output(first, factor: np.ndarray):
 def compose(first, second):
     """second∘first as one node, its bias the part of second's output that first's bias makes (second's own bias
     not included); None where no exact single node exists."""
+    if isinstance(first, nir.Linear) or isinstance(second, nir.Linear):
+        return None  # the lowering writes every dense layer as an Affine
     if isinstance(first, nir.Scale):
         if isinstance(second, nir.Scale):
             return nir.Scale(scale=np.asarray(first.scale * second.scale, np.float32))
-        factor = np.asarray(first.scale, np.float32) if isinstance(second, nir.Affine) else _channel_factor(first)
-        return None if factor is None else _reading_scaled(second, factor)
+        factor = channel_factor(first.scale)
+        return None if factor is None else dataclasses.replace(with_input_factor(second, factor), bias=np.zeros_like(second.bias))
     if isinstance(second, nir.Scale):
-        factor = np.asarray(second.scale, np.float32) if isinstance(first, nir.Affine) else _channel_factor(second)
+        factor = channel_factor(second.scale)
         return None if factor is None else _scaled_output(first, factor)
     if isinstance(first, nir.Affine) and isinstance(second, nir.Affine):
         return nir.Affine(weight=second.weight @ first.weight, bias=second.weight @ _bias(first))
@@ -196,19 +189,19 @@ class _Composer:
 def _commutes(pool, node) -> bool:
     if NodeMeta.of(pool).pool == "max":  # max(w·x) = w·max(x) for w ≥ 0, one input channel per output channel
         if isinstance(node, nir.Scale):
-            factor = _channel_factor(node)
+            factor = channel_factor(node.scale)
             return factor is not None and bool(np.all(factor > 0))
         weight = node.weight[:, :, 0, 0] if _pointwise(node) and node.groups == 1 else None
         return weight is not None and not np.any(_bias(node)) and bool(np.all(weight >= 0) and np.all((weight > 0).sum(axis=1) <= 1))
     if isinstance(node, nir.Scale):
-        return _channel_factor(node) is not None
+        return channel_factor(node.scale) is not None
     return _pointwise(node) and not np.any(_bias(node))
 
 
 def _after_pool(node, pooled_shape: tuple[int, ...]):
     """A pointwise map applied to a pool's output instead of its input."""
     if isinstance(node, nir.Scale):
-        factor = _channel_factor(node)
+        factor = channel_factor(node.scale)
         return dataclasses.replace(node, scale=np.ascontiguousarray(np.broadcast_to(factor[:, None, None], pooled_shape), np.float32))
     return dataclasses.replace(node, input_shape=np.asarray(pooled_shape[1:]))
 

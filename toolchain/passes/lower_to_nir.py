@@ -174,7 +174,7 @@ class _Lowering:
         if factor is False or (isinstance(op, MaxPool) and factor is not None and (factor <= 0).any()):
             terms, factor = [_Term(n, None) for n in self.materialise(terms, in_shape)], None
         if isinstance(op, (nir.Affine, nir.Linear, nir.Conv2d)):
-            new = _with_input_factor(op, factor)
+            new = with_input_factor(op, factor)
             out_factor = None
         else:
             new = _copy(op)
@@ -262,7 +262,7 @@ def _copy(op):
     return type(op)(kernel_size=op.kernel_size, stride=op.stride, padding=op.padding)
 
 
-def _with_input_factor(op, factor):
+def with_input_factor(op, factor):
     """A copy of a weighted op whose weights absorb a per-input-channel factor."""
     weight = op.weight.astype(np.float32)
     if isinstance(op, nir.Conv2d):

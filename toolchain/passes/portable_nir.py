@@ -48,7 +48,7 @@ from toolchain.ir.metadata import GraphMeta, NodeMeta, with_meta
 from toolchain.ir.schedule import windowed_layers
 from toolchain.ir.shapes import node_shapes
 from toolchain.neurons import get_model
-from toolchain.passes.compose_linear_chains import ungrouped
+from toolchain.passes.compose_linear_chains import channel_factor, ungrouped
 from toolchain.passes.expand_group_neurons import expand_group_neurons
 from toolchain.passes.lower_to_nir import unique_name
 
@@ -137,12 +137,12 @@ def _diagonal_synapse(factors: np.ndarray, metadata: dict) -> nir.NIRNode | None
     channel), exact: each output sums one product and zeros. None where a feature map's factor varies in a channel."""
     if factors.ndim == 1:
         return nir.Linear(weight=np.diag(factors).astype(np.float32), metadata=metadata)
-    per_channel = factors.reshape(factors.shape[0], -1)
-    if factors.ndim != 3 or not np.all(per_channel == per_channel[:, :1]):
+    per_channel = channel_factor(factors) if factors.ndim == 3 else None
+    if per_channel is None:
         return None
     channels = factors.shape[0]
     weight = np.zeros((channels, channels, 1, 1), np.float32)
-    weight[np.arange(channels), np.arange(channels), 0, 0] = per_channel[:, 0]
+    weight[np.arange(channels), np.arange(channels), 0, 0] = per_channel
     return nir.Conv2d(input_shape=factors.shape[1:], weight=weight, stride=1, padding=0, dilation=1, groups=1,
                       bias=np.zeros(channels, np.float32), metadata=metadata)
 
